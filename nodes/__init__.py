@@ -1,0 +1,16 @@
+"""ComfyUI adapters for swd_core: thin V3 nodes that translate ComfyUI types."""
+from ._api import ComfyExtension, io
+from .lora import SwDLoraLoader
+from .sampler import SamplerSwD, SwDSampler
+from .schedule import SwDSchedule
+
+NODES: list[type[io.ComfyNode]] = [SwDSchedule, SwDSampler, SamplerSwD, SwDLoraLoader]
+
+
+class SwDExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return NODES
+
+
+async def comfy_entrypoint() -> SwDExtension:
+    return SwDExtension()

@@ -1,0 +1,163 @@
+"""SwDLoraLoader: an SwD LoRA applied to the MODEL exactly as PEFT applies it.
+
+ComfyUI maps PEFT/diffusers SD3 key names itself but ignores ``adapter_config.json``, so a
+PEFT LoRA with ``lora_alpha != r`` comes out at the wrong strength with the stock loader.
+This node reads the config (PEFT's own ``LoraConfig``), writes PEFT's per-module scale as
+``.alpha`` keys, then uses ComfyUI's LoRA loading and patching, and refuses keys that patch
+nothing or shapes that do not fit.
+"""
+import contextlib
+import logging
+import os
+from pathlib import Path
+
+import comfy.lora
+import comfy.lora_convert
+import comfy.utils
+import comfy.weight_adapter
+import folder_paths
+
+from .. import swd_core
+from ..swd_core import lora as swd_lora
+from ._api import io, ui
+
+NODE = "SwD LoRA Loader"
+LORA_SUFFIXES = (".safetensors", ".sft")
+log = logging.getLogger("swd")
+
+
+def lora_names() -> list[str]:
+    """safetensors files in every ``loras`` folder (PEFT folders show as ``name/adapter_model.safetensors``)."""
+    return [n for n in folder_paths.get_filename_list("loras") if n.lower().endswith(LORA_SUFFIXES)]
+
+
+def resolve_lora_path(name: str) -> Path:
+    """The file behind ``name``, which must lie inside one of ComfyUI's ``loras`` folders."""
+    if not name.lower().endswith(LORA_SUFFIXES):
+        raise swd_core.SwDError(f"{name!r} is not a .safetensors file; other formats are never loaded (no unpickling)")
+    if os.path.isabs(name) or ".." in Path(name).parts:
+        raise swd_core.SwDError(f"{name!r} is not a name inside the loras folders")
+    path = folder_paths.get_full_path("loras", name)
+    if path is None:
+        raise swd_core.SwDError(f"LoRA {name!r} not found in the loras folders ({', '.join(folder_paths.get_folder_paths('loras'))})")
+    real = Path(path).resolve()
+    roots = [Path(p).resolve() for p in folder_paths.get_folder_paths("loras")]
+    if not any(real.is_relative_to(root) for root in roots):
+        raise swd_core.SwDError(f"LoRA {name!r} links to {real}, outside the loras folders; copy the file in instead")
+    return real
+
+
+@contextlib.contextmanager
+def _capture_unloaded_keys(into: list[str]):
+    """Collect ComfyUI's 'lora key not loaded' warnings (it only logs keys that patch nothing)."""
+    class Handler(logging.Handler):
+        def emit(self, record):
+            msg = record.getMessage()
+            if msg.startswith("lora key not loaded: "):
+                into.append(msg[len("lora key not loaded: "):])
+
+    handler = Handler(logging.WARNING)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+
+
+def _check_shapes(patches: dict, model_state: dict) -> None:
+    for key, patch in patches.items():
+        if not isinstance(patch, comfy.weight_adapter.LoRAAdapter):
+            continue
+        name, offset = (key[0], key[1]) if isinstance(key, tuple) else (key, None)
+        target = list(model_state[name].shape)
+        if offset is not None:
+            target[offset[0]] = offset[2]
+        up, down = patch.weights[0], patch.weights[1]
+        want_in = 1
+        for d in target[1:]:
+            want_in *= d
+        got_in = down.numel() // down.shape[0]
+        if up.shape[0] != target[0] or got_in != want_in:
+            raise swd_core.SwDError(
+                f"LoRA weights for {name} are {up.shape[0]}x{got_in} but the model's weight is "
+                f"{target[0]}x{want_in}: this LoRA was made for another model (e.g. an SD3.5 Large "
+                f"LoRA on SD3.5 Medium)"
+            )
+
+
+def load_swd_lora(model, name: str, strength: float):
+    """``(patched clone of model, report)``; see the module docstring."""
+    path = resolve_lora_path(name)
+    try:
+        state_dict = comfy.utils.load_torch_file(str(path), safe_load=True)
+    except Exception as e:  # safetensors raises its own error types for broken files
+        raise swd_core.SwDError(f"{name!r} is not a readable safetensors file (truncated or corrupt?): "
+                                f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    if not state_dict:
+        raise swd_core.SwDError(f"{name!r} holds no tensors: the LoRA is empty")
+    config_path = path.parent / swd_lora.ADAPTER_CONFIG
+    if path.name == swd_lora.ADAPTER_WEIGHTS and config_path.is_file():
+        config = swd_lora.read_adapter_config(config_path)
+        state_dict = swd_lora.with_peft_alphas(state_dict, config)
+        scale_note = (f"PEFT scale from {swd_lora.ADAPTER_CONFIG}: lora_alpha {config.lora_alpha} / "
+                      f"{'sqrt(r)' if config.use_rslora else 'r'} with r {config.r}"
+                      + (", per-module patterns" if config.rank_pattern or config.alpha_pattern else ""))
+    elif any(k.endswith(".alpha") for k in state_dict):
+        scale_note = "scale from the file's alpha keys"
+    else:
+        scale_note = "no adapter_config.json and no alpha keys: scale 1 (alpha = rank)"
+        log.warning("[swd] %s: %s", name, scale_note)
+    swd_lora.lora_modules(state_dict)  # rank pairs are well-formed
+    key_map = comfy.lora.model_lora_keys_unet(model.model, {})
+    state_dict = comfy.lora_convert.convert_lora(state_dict)
+    unloaded: list[str] = []
+    with _capture_unloaded_keys(unloaded):
+        patches = comfy.lora.load_lora(state_dict, key_map)
+    if unloaded:
+        shown = ", ".join(unloaded[:5]) + (f" and {len(unloaded) - 5} more" if len(unloaded) > 5 else "")
+        raise swd_core.SwDError(
+            f"{len(unloaded)} key(s) of {name!r} match no weight of this model ({shown}): the LoRA is for "
+            f"another model or in an unknown layout"
+        )
+    if not patches:
+        raise swd_core.SwDError(f"{name!r} patches nothing in this model")
+    _check_shapes(patches, model.model_state_dict())
+    patched = model.clone()
+    applied = patched.add_patches(patches, strength)
+    report = f"{NODE}: {name}: patched {len(applied)} weights at strength {strength:g}; {scale_note}"
+    log.info("[swd] %s", report)
+    return patched, report
+
+
+class SwDLoraLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="SwDLoraLoader",
+            display_name=NODE,
+            category="loaders",
+            description=(
+                "Loads an SwD LoRA (PEFT folder with adapter_config.json + adapter_model.safetensors, "
+                "as released on Hugging Face, or one .safetensors file) onto SD3.5 with PEFT's exact "
+                "scale (lora_alpha / r), which the stock LoRA loader ignores. Fails loudly on keys or "
+                "shapes that do not fit the model."
+            ),
+            inputs=[
+                io.Model.Input("model", tooltip="The SD3.5 model (Large or Medium) the LoRA was distilled from."),
+                io.Combo.Input("lora_name", options=lora_names(),
+                               tooltip="From models/loras (and extra_model_paths.yaml). A PEFT folder shows "
+                                       "as <folder>/adapter_model.safetensors; its adapter_config.json is "
+                                       "read from the same folder."),
+                io.Float.Input("strength_model", default=1.0, min=-100.0, max=100.0, step=0.01,
+                               tooltip="Multiplies PEFT's scale; 1.0 is what the LoRA was trained for."),
+            ],
+            outputs=[io.Model.Output(tooltip="The model with the LoRA patched in (the input is not changed).")],
+        )
+
+    @classmethod
+    def execute(cls, model, lora_name, strength_model) -> io.NodeOutput:
+        if strength_model == 0:
+            return io.NodeOutput(model, ui=ui.PreviewText(f"{NODE}: strength 0, LoRA not applied"))
+        patched, report = load_swd_lora(model, lora_name, strength_model)
+        return io.NodeOutput(patched, ui=ui.PreviewText(report))

@@ -1,0 +1,191 @@
+"""SwDSampler (all-in-one) and SamplerSwD (a SAMPLER for SamplerCustom/SamplerCustomAdvanced).
+
+Both run ComfyUI's own sampling path (CFGGuider, model loading, callbacks) with one sampler
+function, `sample_swd`, so one seed gives one picture whichever node runs it.
+
+The latent handed to ComfyUI is the *final* size: ComfyUI budgets model memory from that
+shape (its progressive LCM upscale sampler starts small and under-budgets); `sample_swd`
+shrinks the latent to the first scale itself.
+"""
+import torch
+
+import comfy.model_management
+import comfy.sample
+import comfy.samplers
+import comfy.utils
+import latent_preview
+
+from .. import swd_core
+from ._api import SwDScheduleType, io
+
+NODE_SAMPLER = "SwD Sampler"
+
+
+def _check_conds(guider) -> None:
+    for name, conds in (guider.conds or {}).items():
+        for c in conds:
+            for key in ("mask", "area"):
+                if c.get(key) is not None:
+                    raise swd_core.SwDError(
+                        f"the {name} conditioning has a {key} (ConditioningSetMask/SetArea); regional "
+                        f"conditioning is fixed to one latent size and the scale-wise sampler changes it"
+                    )
+
+
+@torch.no_grad()
+def sample_swd(model, x, sigmas, extra_args=None, callback=None, disable=None, *,
+               schedule: swd_core.Schedule, upscale_method: str = swd_core.DEFAULT_UPSCALE_METHOD):
+    """ComfyUI sampler function (k-diffusion signature) running `swd_core.sample_scalewise`.
+
+    ``x`` is ``KSAMPLER``'s noised latent at the final size; it only gives the shape, device
+    and dtype. The start latent is ``model.latent_image`` (image-to-image; zeros for an empty
+    latent) resized with ``area`` to the first scale and noised at ``sigmas[0]``. Noise: one
+    CPU generator seeded with ``extra_args["seed"]`` draws the first-scale noise, then one
+    tensor per re-noise (the noise stream of diffusers' FlowMatchLCMScheduler pipelines).
+    The NOISE input's full-size tensor is not shrunk, which would change its statistics;
+    an all-zero one (DisableNoise) disables noise.
+    """
+    extra_args = {} if extra_args is None else extra_args
+    if extra_args.get("denoise_mask") is not None:
+        raise swd_core.SwDError("inpainting masks (noise_mask) are not supported: the mask is fixed to one "
+                                "latent size and the scale-wise sampler changes it")
+    guider = model.inner_model
+    base_model = guider.inner_model
+    _check_conds(guider)
+    channels = base_model.latent_format.latent_channels
+    if x.shape[1] != channels:
+        raise swd_core.SwDError(
+            f"the latent has {x.shape[1]} channels but the model expects {channels}: use "
+            f"EmptySD3LatentImage (16 channels) or a VAE that matches the model"
+        )
+    sigmas = sigmas.to(torch.float32)
+    scales = swd_core.align_sigmas(schedule, sigmas.tolist())
+    patch = getattr(base_model.diffusion_model, "patch_size", 2)
+    sizes = swd_core.latent_sizes(scales, x.shape[-2], x.shape[-1], patch)
+
+    seed = extra_args.get("seed") or 0
+    if torch.count_nonzero(model.noise) == 0:
+        def noise(shape):
+            return torch.zeros(tuple(shape), device=x.device, dtype=x.dtype)
+    else:
+        noise = swd_core.generator_noise(torch.Generator().manual_seed(seed), x.device, x.dtype)
+
+    model_sampling = base_model.model_sampling
+    start = comfy.utils.common_upscale(model.latent_image, sizes[0][1], sizes[0][0], "area", "disabled")
+    x = model_sampling.noise_scaling(sigmas[0], noise((x.shape[0], x.shape[1], *sizes[0])), start.to(x))
+
+    def denoiser(x, sigma):
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        return model(x, sigma, **extra_args)
+
+    def resize(x0, size):
+        return comfy.utils.common_upscale(x0, size[1], size[0], upscale_method, "disabled")
+
+    def noise_scaling(sigma, eps, x0):
+        return model_sampling.noise_scaling(sigma, eps, x0)
+
+    return swd_core.sample_scalewise(denoiser, x, sigmas, sizes, noise, resize, noise_scaling, callback)
+
+
+def swd_ksampler(schedule: swd_core.Schedule, upscale_method: str) -> comfy.samplers.KSAMPLER:
+    if upscale_method not in swd_core.UPSCALE_METHODS:
+        raise swd_core.SwDError(f"unknown upscale_method {upscale_method!r}; use one of {swd_core.UPSCALE_METHODS}")
+    return comfy.samplers.KSAMPLER(sample_swd, extra_options={"schedule": schedule, "upscale_method": upscale_method})
+
+
+def _upscale_input():
+    return io.Combo.Input(
+        "upscale_method", options=list(swd_core.UPSCALE_METHODS), default=swd_core.DEFAULT_UPSCALE_METHOD,
+        tooltip="How the predicted clean latent is enlarged between scales. bicubic is what "
+                "upstream SwD and diffusers use.",
+    )
+
+
+def _schedule_input():
+    return SwDScheduleType.Input("schedule", tooltip="From SwD Schedule: latent size and sigma of every step.")
+
+
+class SwDSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="SwDSampler",
+            display_name=NODE_SAMPLER,
+            category="sampling",
+            description=(
+                "KSampler for scale-wise distilled models (SwD LoRA on SD3.5): each step predicts the "
+                "clean latent, enlarges it to the next scale and re-noises it, so a 1024 px image "
+                "costs about two full-size steps. The latent_image's size is the final size."
+            ),
+            inputs=[
+                io.Model.Input("model", tooltip="SD3.5 with the SwD LoRA (SwD LoRA Loader)."),
+                io.Conditioning.Input("positive", tooltip="The prompt."),
+                io.Conditioning.Input("negative", tooltip="Negative prompt; ignored at cfg 1 (the default)."),
+                io.Latent.Input(
+                    "latent_image",
+                    tooltip="Sets the final size and the batch size (EmptySD3LatentImage, e.g. 1024x1024). "
+                            "A non-empty latent (VAE Encode) is the start image when denoise < 1.",
+                ),
+                _schedule_input(),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                             tooltip="Noise seed; the same seed gives the same picture as diffusers' SwD "
+                                     "pipeline with torch.Generator().manual_seed(seed)."),
+                io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01,
+                               tooltip="Classifier-free guidance. SwD LoRAs are distilled for 1.0 (no "
+                                       "guidance, one model call per step); above 1 doubles the cost."),
+                _upscale_input(),
+                io.Float.Input("denoise", default=1.0, min=0.01, max=1.0, step=0.01, optional=True,
+                               tooltip="Image-to-image strength: steps whose sigma is above this are "
+                                       "skipped, and latent_image, resized to the first remaining scale, "
+                                       "is noised to that step's sigma. 1.0 = text-to-image."),
+            ],
+            outputs=[io.Latent.Output(tooltip="The latent at the final size.")],
+        )
+
+    @classmethod
+    def execute(cls, model, positive, negative, latent_image, schedule, seed, cfg, upscale_method,
+                denoise=1.0) -> io.NodeOutput:
+        if latent_image.get("noise_mask") is not None:
+            raise swd_core.SwDError("the latent has a noise_mask (inpainting), which the scale-wise sampler "
+                                    "does not support")
+        latent = latent_image.copy()
+        latent["samples"] = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
+        schedule = swd_core.truncate_for_denoise(schedule, denoise)
+        if schedule.sigmas[0] < 1 and torch.count_nonzero(latent["samples"]) == 0:
+            raise swd_core.SwDError(
+                f"the schedule starts at sigma {schedule.sigmas[0]} (< 1) but latent_image is empty: "
+                f"text-to-image needs denoise 1.0 and a schedule starting at 1.0; for image-to-image "
+                f"connect a VAE Encode latent"
+            )
+        guider = comfy.samplers.CFGGuider(model)
+        guider.set_conds(positive, negative)
+        guider.set_cfg(cfg)
+        sigmas = torch.tensor(schedule.sigmas, dtype=torch.float32)
+        noise = comfy.sample.prepare_noise(latent["samples"], seed, latent.get("batch_index"))
+        callback = latent_preview.prepare_callback(model, len(sigmas) - 1)
+        samples = guider.sample(noise, latent["samples"], swd_ksampler(schedule, upscale_method), sigmas,
+                                callback=callback, disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
+        latent["samples"] = samples.to(comfy.model_management.intermediate_device())
+        return io.NodeOutput(latent)
+
+
+class SamplerSwD(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="SamplerSwD",
+            display_name="SamplerSwD",
+            category="sampling/custom_sampling/samplers",
+            description=(
+                "The scale-wise SwD sampler as a SAMPLER for SamplerCustom / SamplerCustomAdvanced. "
+                "Connect the SwD Schedule's sigmas as SIGMAS (or the second half of a SplitSigmas "
+                "of them for image-to-image); the latent's size is the final size. The noise is "
+                "drawn from the NOISE input's seed at each scale."
+            ),
+            inputs=[_schedule_input(), _upscale_input()],
+            outputs=[io.Sampler.Output()],
+        )
+
+    @classmethod
+    def execute(cls, schedule, upscale_method) -> io.NodeOutput:
+        return io.NodeOutput(swd_ksampler(schedule, upscale_method))

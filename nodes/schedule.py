@@ -1,0 +1,58 @@
+"""SwDSchedule: a published or custom SwD schedule, as SWD_SCHEDULE and stock SIGMAS."""
+import torch
+
+from .. import swd_core
+from ._api import SwDScheduleType, io
+
+DEFAULT_SCALES = "32, 48, 64, 80, 96, 128"
+DEFAULT_SIGMAS = "1.0, 0.9454, 0.8959, 0.7904, 0.7371, 0.6022, 0"
+
+
+class SwDSchedule(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="SwDSchedule",
+            display_name="SwD Schedule",
+            category="sampling/custom_sampling/schedulers",
+            description=(
+                "Scale-wise distillation schedule: the latent size and noise level of every step. "
+                "Presets are the published SD3.5 schedules (yandex-research/swd); 'custom' reads "
+                "the two text fields."
+            ),
+            inputs=[
+                io.Combo.Input(
+                    "preset", options=[*swd_core.PRESETS, swd_core.CUSTOM], default=swd_core.DEFAULT_PRESET,
+                    tooltip="A published SwD schedule (use the one that matches your SwD LoRA), or "
+                            "'custom' to use the scales and sigmas below.",
+                ),
+                io.String.Input(
+                    "scales", default=DEFAULT_SCALES,
+                    tooltip="custom only: latent side length per step, increasing, as published for "
+                            "1024 px (128 = 1024 px). Only the ratios to the last value matter: the "
+                            "last step runs at your latent's size, any size or aspect ratio.",
+                ),
+                io.String.Input(
+                    "sigmas", default=DEFAULT_SIGMAS,
+                    tooltip="custom only: noise level per step, strictly decreasing from 1 (pure "
+                            "noise) towards 0; one per scale, the final 0 optional.",
+                ),
+            ],
+            outputs=[
+                SwDScheduleType.Output(display_name="schedule", tooltip="For SwD Sampler and SamplerSwD."),
+                io.Sigmas.Output(display_name="sigmas", tooltip="The schedule's sigmas, for stock sampling nodes."),
+            ],
+        )
+
+    @classmethod
+    def validate_inputs(cls, preset, scales, sigmas):
+        try:
+            swd_core.get_schedule(preset, scales, sigmas)
+        except swd_core.SwDError as e:
+            return f"SwD Schedule: {e}"
+        return True
+
+    @classmethod
+    def execute(cls, preset, scales, sigmas) -> io.NodeOutput:
+        schedule = swd_core.get_schedule(preset, scales, sigmas)
+        return io.NodeOutput(schedule, torch.tensor(schedule.sigmas, dtype=torch.float32))
