@@ -60,9 +60,9 @@ class Host:
     """ComfyUI 0.3.75 imported in-process, with the stand-in models and this pack loaded."""
 
     def __init__(self):
+        from utils.extra_config import load_extra_path_config  # before `nodes`, which rebinds `utils`
         import folder_paths
         import nodes
-        from utils.extra_config import load_extra_path_config
 
         load_extra_path_config(str(EXTRA_PATHS))
         asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
