@@ -121,3 +121,13 @@ def host() -> Host:
     if _HOST is None:
         _HOST = Host()
     return _HOST
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    """One real ComfyUI server (main.py) for the session, with the stand-ins and this pack."""
+    from comfy_server import ComfyServer
+
+    srv = ComfyServer(tmp_path_factory.mktemp("comfyui"), extra_args=["--preview-method", "latent2rgb"])
+    yield srv
+    srv.stop()
