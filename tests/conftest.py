@@ -51,6 +51,17 @@ def load_swd_core():
     return module
 
 
+def load_script(name: str):
+    """A module from scripts/ (by path: the repo root is never on sys.path)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="session")
 def core():
     return load_swd_core()
