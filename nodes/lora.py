@@ -13,6 +13,7 @@ from pathlib import Path
 
 import comfy.lora
 import comfy.lora_convert
+import comfy.model_management
 import comfy.utils
 import comfy.weight_adapter
 import folder_paths
@@ -58,11 +59,14 @@ def _capture_unloaded_keys(into: list[str]):
 
     handler = Handler(logging.WARNING)
     root = logging.getLogger()
+    level = root.level
+    root.setLevel(min(level, logging.WARNING))  # so that `--verbose ERROR` cannot hide them
     root.addHandler(handler)
     try:
         yield
     finally:
         root.removeHandler(handler)
+        root.setLevel(level)
 
 
 def _check_shapes(patches: dict, model_state: dict) -> None:
@@ -91,6 +95,8 @@ def load_swd_lora(model, name: str, strength: float):
     path = resolve_lora_path(name)
     try:
         state_dict = comfy.utils.load_torch_file(str(path), safe_load=True)
+    except comfy.model_management.InterruptProcessingException:
+        raise
     except Exception as e:  # safetensors raises its own error types for broken files
         raise swd_core.SwDError(f"{name!r} is not a readable safetensors file (truncated or corrupt?): "
                                 f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
