@@ -23,9 +23,11 @@ from .sampling import (
     interpolate,
     sample_scalewise,
 )
+from .pipeline import SwDPipelineOutput, run
 
 __all__ = [
     "CUSTOM", "DEFAULT_PRESET", "DEFAULT_UPSCALE_METHOD", "PRESETS", "Schedule", "SwDError",
     "UPSCALE_METHODS", "align_sigmas", "flow_noise_scaling", "generator_noise", "get_schedule",
-    "interpolate", "latent_sizes", "parse_schedule", "sample_scalewise", "truncate_for_denoise",
+    "interpolate", "latent_sizes", "parse_schedule", "run", "sample_scalewise", "SwDPipelineOutput",
+    "truncate_for_denoise",
 ]

@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""A diffusers ``StableDiffusion3Pipeline`` made of the project's stand-in files (random weights, offline).
+
+    from standin_pipeline import build_standin_pipeline   # scripts/ on sys.path, or load by path
+    pipe = build_standin_pipeline()                       # SwD LoRA applied with PeftModel
+
+Parts (nothing is downloaded):
+
+* transformer and VAE: ``<models>/diffusers/sd35-standin/{transformer,vae}`` (``scripts/make_standins.py``;
+  ``python3 scripts/dev.py setup`` writes them to ``.host/models``);
+* the SwD LoRA: ``PeftModel.from_pretrained(transformer, "<models>/loras/swd-standin-lora")``, as the
+  upstream README applies ``yresearch/swd-large-6-steps`` (``lora=False`` leaves that to the caller);
+* text encoders: two small random CLIP text models built from a config (seeded), shaped to fit
+  the transformer: pooled outputs 768 (CLIP-L) + 1280 (CLIP-G) = 2048 = ``pooled_projection_dim``;
+  their tokenizers are ComfyUI's CLIP tokenizer files (``<ComfyUI>/comfy/sd1_tokenizer``, found
+  through ``COMFYUI_PATH``, default ``.host/ComfyUI``). No T5: ``text_encoder_3=None`` is diffusers'
+  supported SD3 mode without T5 (its part of the prompt embedding is zeros, 4096 wide);
+* scheduler: ``FlowMatchLCMScheduler(shift=1.0)`` (``swd_core.run`` does not use it).
+
+The file is importable (``tests/`` load it by path); run it to print the pipeline's parts.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+SCRIPTS = Path(__file__).resolve().parent
+REPO_ROOT = SCRIPTS.parent
+DEFAULT_MODELS = REPO_ROOT / ".host" / "models"
+LORA_DIR = "loras/swd-standin-lora"
+STANDIN_LORA = str(DEFAULT_MODELS / LORA_DIR)  # the PEFT folder, as PeftModel.from_pretrained takes it
+CLIP_TOKENIZER_DIR = "comfy/sd1_tokenizer"
+_SEED_OFFSETS = {"clip_l": 8, "clip_g": 9}  # beside make_standins' offsets (0..3)
+
+# Small random CLIP text encoders; only the pooled widths (projection_dim) must be SD3's.
+CLIP_CONFIG = dict(vocab_size=49408, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                   num_attention_heads=2, max_position_embeddings=77, hidden_act="quick_gelu",
+                   bos_token_id=49406, eos_token_id=49407, pad_token_id=49407)
+CLIP_L_PROJECTION, CLIP_G_PROJECTION = 768, 1280
+
+
+def _make_standins():
+    name = "make_standins"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def comfyui_path() -> Path:
+    env = os.environ.get("COMFYUI_PATH")
+    return Path(env).resolve() if env else REPO_ROOT / ".host" / "ComfyUI"
+
+
+def build_text_encoders(seed: int = 0, dtype: torch.dtype = torch.float32):
+    """Random CLIP-L- and CLIP-G-like ``CLIPTextModelWithProjection`` (pooled 768 and 1280), eval mode."""
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    seeded = _make_standins()._seeded
+    encoders = []
+    for name, projection in (("clip_l", CLIP_L_PROJECTION), ("clip_g", CLIP_G_PROJECTION)):
+        with seeded(seed * 16 + _SEED_OFFSETS[name]):
+            model = CLIPTextModelWithProjection(CLIPTextConfig(**CLIP_CONFIG, projection_dim=projection))
+        encoders.append(model.to(dtype).eval().requires_grad_(False))
+    return encoders
+
+
+def build_tokenizers(comfyui: Path | None = None):
+    """Two ``CLIPTokenizer`` from ComfyUI's CLIP tokenizer files (77 tokens; the second pads with "!", as SD3's)."""
+    from transformers import CLIPTokenizer
+
+    folder = Path(comfyui or comfyui_path()) / CLIP_TOKENIZER_DIR
+    if not (folder / "vocab.json").exists():
+        raise FileNotFoundError(f"no CLIP tokenizer files in {folder}: set COMFYUI_PATH to a ComfyUI folder "
+                                f"(python3 scripts/dev.py setup makes .host/ComfyUI)")
+    return (CLIPTokenizer.from_pretrained(str(folder), model_max_length=77),
+            CLIPTokenizer.from_pretrained(str(folder), model_max_length=77, pad_token="!"))
+
+
+def build_standin_pipeline(models_dir: str | Path | None = None, lora: bool = True,
+                           dtype: torch.dtype = torch.float32, seed: int = 0, comfyui: str | Path | None = None):
+    """The stand-in ``StableDiffusion3Pipeline`` (see the module docstring), on the CPU.
+
+    Args:
+        models_dir: the stand-ins' folder (default ``.host/models``).
+        lora: apply the stand-in SwD LoRA with ``PeftModel.from_pretrained`` (as upstream's README does).
+        dtype: weights' dtype.
+        seed: the text encoders' seed.
+        comfyui: a ComfyUI folder for the tokenizer files (default ``COMFYUI_PATH`` or ``.host/ComfyUI``).
+    """
+    from diffusers import AutoencoderKL, FlowMatchLCMScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
+
+    standins = _make_standins()
+    models = Path(models_dir or DEFAULT_MODELS)
+    for part in (standins.TRANSFORMER_DIR, standins.VAE_DIR, LORA_DIR):
+        if not (models / part).is_dir():
+            raise FileNotFoundError(f"stand-in {models / part} is missing: run python3 scripts/dev.py setup "
+                                    f"(or scripts/make_standins.py --out {models})")
+    transformer = SD3Transformer2DModel.from_pretrained(str(models / standins.TRANSFORMER_DIR), torch_dtype=dtype)
+    if lora:
+        from peft import PeftModel
+
+        transformer = PeftModel.from_pretrained(transformer, str(models / LORA_DIR))
+    vae = AutoencoderKL.from_pretrained(str(models / standins.VAE_DIR), torch_dtype=dtype)
+    clip_l, clip_g = build_text_encoders(seed, dtype)
+    tokenizer, tokenizer_2 = build_tokenizers(comfyui)
+    return StableDiffusion3Pipeline(
+        transformer=transformer.eval(), scheduler=FlowMatchLCMScheduler(shift=1.0), vae=vae.eval(),
+        text_encoder=clip_l, tokenizer=tokenizer, text_encoder_2=clip_g, tokenizer_2=tokenizer_2,
+        text_encoder_3=None, tokenizer_3=None,
+    )
+
+
+if __name__ == "__main__":
+    pipe = build_standin_pipeline()
+    for name, part in pipe.components.items():
+        print(f"{name}: {type(part).__name__ if part is not None else None}")
