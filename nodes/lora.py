@@ -8,8 +8,11 @@ nothing or shapes that do not fit.
 """
 import contextlib
 import logging
+import math
 import os
 from pathlib import Path
+
+import torch
 
 import comfy.lora
 import comfy.lora_convert
@@ -42,10 +45,14 @@ def resolve_lora_path(name: str) -> Path:
     if path is None:
         raise swd_core.SwDError(f"LoRA {name!r} not found in the loras folders ({', '.join(folder_paths.get_folder_paths('loras'))})")
     real = Path(path).resolve()
-    roots = [Path(p).resolve() for p in folder_paths.get_folder_paths("loras")]
-    if not any(real.is_relative_to(root) for root in roots):
+    if not _inside_loras(real):
         raise swd_core.SwDError(f"LoRA {name!r} links to {real}, outside the loras folders; copy the file in instead")
     return real
+
+
+def _inside_loras(real: Path) -> bool:
+    """Whether the resolved path ``real`` lies inside one of the (resolved) ``loras`` folders."""
+    return any(real.is_relative_to(Path(root).resolve()) for root in folder_paths.get_folder_paths("loras"))
 
 
 @contextlib.contextmanager
@@ -102,8 +109,14 @@ def load_swd_lora(model, name: str, strength: float):
                                 f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     if not state_dict:
         raise swd_core.SwDError(f"{name!r} holds no tensors: the LoRA is empty")
+    broken = [k for k, v in state_dict.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if broken:
+        raise swd_core.SwDError(f"{name!r} holds NaN or inf values ({', '.join(broken[:3])}): the file is corrupt")
     config_path = path.parent / swd_lora.ADAPTER_CONFIG
     if path.name == swd_lora.ADAPTER_WEIGHTS and config_path.is_file():
+        if not _inside_loras(config_path.resolve()):
+            raise swd_core.SwDError(f"{swd_lora.ADAPTER_CONFIG} next to {name!r} links to {config_path.resolve()}, "
+                                    f"outside the loras folders; copy the file in instead")
         config = swd_lora.read_adapter_config(config_path)
         state_dict = swd_lora.with_peft_alphas(state_dict, config)
         scale_note = (f"PEFT scale from {swd_lora.ADAPTER_CONFIG}: lora_alpha {config.lora_alpha} / "
@@ -162,7 +175,19 @@ class SwDLoraLoader(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, lora_name):
+        if not isinstance(lora_name, str):  # linked: checked when the node runs
+            return True
+        try:
+            resolve_lora_path(lora_name)
+        except swd_core.SwDError as e:
+            return f"{NODE}: {e}"
+        return True
+
+    @classmethod
     def execute(cls, model, lora_name, strength_model) -> io.NodeOutput:
+        if not math.isfinite(strength_model):
+            raise swd_core.SwDError(f"strength_model must be a finite number, got {strength_model}")
         if strength_model == 0:
             return io.NodeOutput(model, ui=ui.PreviewText(f"{NODE}: strength 0, LoRA not applied"))
         patched, report = load_swd_lora(model, lora_name, strength_model)

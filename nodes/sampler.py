@@ -7,6 +7,8 @@ The latent handed to ComfyUI is the *final* size: ComfyUI budgets model memory f
 shape (its progressive LCM upscale sampler starts small and under-budgets); `sample_swd`
 shrinks the latent to the first scale itself.
 """
+import math
+
 import torch
 
 import comfy.model_management
@@ -145,6 +147,8 @@ class SwDSampler(io.ComfyNode):
     @classmethod
     def execute(cls, model, positive, negative, latent_image, schedule, seed, cfg, upscale_method,
                 denoise=1.0) -> io.NodeOutput:
+        if not math.isfinite(cfg):
+            raise swd_core.SwDError(f"cfg must be a finite number, got {cfg}")
         if latent_image.get("noise_mask") is not None:
             raise swd_core.SwDError("the latent has a noise_mask (inpainting), which the scale-wise sampler "
                                     "does not support")

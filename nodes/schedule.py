@@ -46,6 +46,8 @@ class SwDSchedule(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, preset, scales, sigmas):
+        if preset is None or (preset == swd_core.CUSTOM and (scales is None or sigmas is None)):
+            return True  # linked inputs are known only when the node runs, which checks them
         try:
             swd_core.get_schedule(preset, scales, sigmas)
         except swd_core.SwDError as e:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import torch
@@ -23,6 +24,8 @@ MODULE_PREFIXES = ("base_model.model.", "transformer.")
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 MAX_CONFIG_BYTES = 1 << 20
+#: Largest LoRA rank accepted from a config (SwD LoRAs use 64; a rank is at most a layer's width).
+MAX_RANK = 1 << 16
 
 
 def lora_modules(state_dict: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -54,41 +57,65 @@ def module_name(prefix: str) -> str:
     return prefix
 
 
+def _finite_number(value) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+def _rank(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) and 1 <= value <= MAX_RANK
+
+
 def read_adapter_config(path: Path):
-    """Validate ``adapter_config.json`` and return PEFT's own ``LoraConfig`` for it."""
+    """Validate ``adapter_config.json`` and return PEFT's own ``LoraConfig`` for its scale fields.
+
+    Only the fields that decide PEFT's scale (``r``, ``lora_alpha``, ``use_rslora``,
+    ``rank_pattern``, ``alpha_pattern``) reach ``LoraConfig``, each checked first: the file is
+    user input, and PEFT's other fields run training-time code (sub-configs, imports).
+    """
     try:
         if path.stat().st_size > MAX_CONFIG_BYTES:
             raise SwDError(f"{path.name} is larger than {MAX_CONFIG_BYTES} bytes: not a PEFT adapter config")
         raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise SwDError(f"{path.name} is not readable JSON: {e}") from None
+    except (OSError, ValueError, RecursionError) as e:  # ValueError: bad UTF-8 or JSON, ints over 4300 digits
+        raise SwDError(f"{path.name} is not readable JSON: {type(e).__name__}: {str(e)[:200]}") from None
     if not isinstance(raw, dict):
         raise SwDError(f"{path.name} must hold a JSON object, got {type(raw).__name__}")
     if raw.get("peft_type", "LORA") != "LORA":
-        raise SwDError(f"{path.name} describes a {raw.get('peft_type')} adapter; only LoRA is supported")
-    r, alpha = raw.get("r", 8), raw.get("lora_alpha", raw.get("r", 8))
-    if isinstance(r, bool) or not isinstance(r, int) or r < 1:
-        raise SwDError(f"{path.name}: r must be a positive whole number, got {r!r}")
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha):
-        raise SwDError(f"{path.name}: lora_alpha must be a number, got {alpha!r}")
-    for field in ("rank_pattern", "alpha_pattern"):
-        pattern = raw.get(field) or {}
-        if not isinstance(pattern, dict) or not all(
-            isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
-            for k, v in pattern.items()
-        ):
-            raise SwDError(f"{path.name}: {field} must map module names to numbers")
+        raise SwDError(f"{path.name} describes a {str(raw.get('peft_type'))[:100]} adapter; only LoRA is supported")
     if raw.get("use_dora"):
         raise SwDError(f"{path.name}: DoRA adapters (use_dora) are not supported; ComfyUI cannot apply PEFT's DoRA")
+    r, alpha = raw.get("r", 8), raw.get("lora_alpha", raw.get("r", 8))
+    if not _rank(r):
+        raise SwDError(f"{path.name}: r must be a whole number in 1..{MAX_RANK}, got {str(r)[:100]}")
+    if not _finite_number(alpha):
+        raise SwDError(f"{path.name}: lora_alpha must be a finite number, got {str(alpha)[:100]}")
+    rslora = raw.get("use_rslora", False)
+    if not isinstance(rslora, bool):
+        raise SwDError(f"{path.name}: use_rslora must be true or false, got {str(rslora)[:100]}")
+    patterns = {}
+    for field, valid, want in (
+        ("rank_pattern", _rank, f"whole numbers in 1..{MAX_RANK}"),
+        ("alpha_pattern", _finite_number, "finite numbers"),
+    ):
+        pattern = raw.get(field) or {}
+        if not isinstance(pattern, dict) or not all(isinstance(k, str) and valid(v) for k, v in pattern.items()):
+            raise SwDError(f"{path.name}: {field} must map module names to {want}")
+        for key in pattern:
+            try:
+                re.compile(rf"(.*\.)?({key})$")  # how PEFT matches pattern keys to module names
+            except (re.error, RecursionError, OverflowError) as e:
+                raise SwDError(f"{path.name}: {field} key {key[:100]!r} is not a valid module pattern: {e}") from None
+        patterns[field] = pattern
     try:
         from peft import LoraConfig
     except ImportError:
         raise SwDError("reading a PEFT adapter_config.json needs the 'peft' package: pip install peft") from None
-    known = set(LoraConfig.__dataclass_fields__)
-    try:
-        return LoraConfig(**{k: v for k, v in raw.items() if k in known})
-    except (TypeError, ValueError) as e:
-        raise SwDError(f"{path.name} is not a valid PEFT LoRA config: {e}") from None
+    return LoraConfig(r=r, lora_alpha=alpha, use_rslora=rslora, **patterns)
 
 
 def peft_scale(config, name: str) -> tuple[int, float]:

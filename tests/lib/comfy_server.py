@@ -36,7 +36,8 @@ def gpu_available() -> bool:
 class ComfyServer:
     """``main.py`` in a subprocess with the stand-in models and this pack (via extra_model_paths.yaml)."""
 
-    def __init__(self, workdir: Path, extra_args: list[str] | None = None, extra_paths: Path | None = None):
+    def __init__(self, workdir: Path, extra_args: list[str] | None = None, extra_paths: Path | None = None,
+                 env: dict[str, str] | None = None):
         self.workdir = Path(workdir)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -55,7 +56,7 @@ class ComfyServer:
             cmd.append("--cpu")
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(cmd, cwd=comfyui_path(), stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                                     stdin=subprocess.DEVNULL, env=dict(os.environ, PYTHONUNBUFFERED="1", **(env or {})))
         self._wait_ready()
 
     # --- lifecycle -------------------------------------------------------------------------
