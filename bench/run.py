@@ -29,11 +29,11 @@ kernel (``--sdpa-pass off`` skips it). On a shared machine, a timed run during w
 processes kept more than ``--max-other-load`` cores busy (from /proc/stat) is discarded and
 repeated (``--retries`` per repetition); the report states how busy the machine was.
 
-ComfyUI is driven in-process. The loader below (`ComfyHost`) is this script's own copy of
-the few lines in ``tests/conftest.py`` that do the same: ComfyUI's root first on ``sys.path``
-(never the repository root: the pack's ``nodes/`` would shadow ComfyUI's), ``--cpu`` without
-CUDA, ``.host/extra_model_paths.yaml`` before ``import nodes``, then the pack loaded with
-``nodes.load_custom_node`` the way ComfyUI loads any custom node folder.
+ComfyUI is driven in-process by ``tests/lib/comfy_host.py`` (the loader the tests use):
+ComfyUI's root first on ``sys.path`` (never the repository root: the pack's ``nodes/`` would
+shadow ComfyUI's), ``--cpu`` without CUDA, ``.host/extra_model_paths.yaml`` before
+``import nodes``, then the pack loaded with ``nodes.load_custom_node`` the way ComfyUI loads
+any custom node folder.
 
 The model is built with random weights (diffusers ``SD3Transformer2DModel.from_config``),
 its state dict (diffusers key names) is loaded into ComfyUI with
@@ -43,7 +43,6 @@ weights cost the same time as trained ones.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import ctypes
 import datetime
@@ -63,10 +62,11 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "lib"))
+from comfy_host import ComfyHost  # noqa: E402  (the one in-process ComfyUI loader, shared with the tests)
+
 ROOT = Path(__file__).resolve().parent.parent
 HOST_DIR = ROOT / ".host"
-EXTRA_PATHS = HOST_DIR / "extra_model_paths.yaml"
-PACK_LINK = HOST_DIR / "custom_nodes" / "swd-scalewise"
 DEFAULT_OUT = ROOT / "BENCHMARKS.md"
 RESULTS_DIR = ROOT / "bench" / "results"
 
@@ -243,39 +243,6 @@ def token_power_ratio(sizes, power: int, steps_full: int | None = None, text_tok
 
 
 # --------------------------------------------------------------------------- ComfyUI host
-
-class ComfyHost:
-    """ComfyUI imported in-process with this pack loaded (the bench's own minimal loader)."""
-
-    def __init__(self, comfyui: Path, extra_paths: Path = EXTRA_PATHS, pack: Path = PACK_LINK,
-                 pytorch_attention: bool = False):
-        comfyui = Path(comfyui).resolve()
-        if not (comfyui / "main.py").exists():
-            raise SystemExit(f"no ComfyUI at {comfyui}: run `python3 scripts/dev.py setup` or set COMFYUI_PATH")
-        root = str(comfyui)
-        if root in sys.path:
-            sys.path.remove(root)
-        sys.path.insert(0, root)
-        from comfy.cli_args import args
-
-        if not torch.cuda.is_available():
-            args.cpu = True  # as `main.py --cpu`
-        if pytorch_attention:
-            args.use_pytorch_cross_attention = True
-        from utils.extra_config import load_extra_path_config  # before `nodes`, which rebinds `utils`
-        import nodes
-
-        load_extra_path_config(str(extra_paths))
-        asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
-        if not asyncio.run(nodes.load_custom_node(str(pack))):
-            raise RuntimeError("the pack failed to load in ComfyUI; see the log above")
-        self.pack = sys.modules[str(pack).replace(".", "_x_")]
-        self.swd_core = self.pack.swd_core
-        self.nodes = nodes
-
-    def node(self, class_type: str):
-        return self.nodes.NODE_CLASS_MAPPINGS[class_type]
-
 
 # --------------------------------------------------------------------------- measuring
 
@@ -773,7 +740,7 @@ def _run_rows(r: dict, mem: bool = True) -> list[str]:
                    f"{r['baseline_steps']} at {final}"),
         "diffusers": ("diffusers loop: `SD3Transformer2DModel` + `FlowMatchLCMScheduler`", f"{steps}, growing"),
     }
-    rows = [f"| run | model forwards | median s | min–max s |" + (f" {mem_head[0]} | {mem_head[1]} |" if mem else ""),
+    rows = ["| run | model forwards | median s | min–max s |" + (f" {mem_head[0]} | {mem_head[1]} |" if mem else ""),
             "|---|---|---|---|" + ("---|---|" if mem else "")]
     for k in VARIANTS:
         if k not in runs:

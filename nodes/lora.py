@@ -43,7 +43,8 @@ def resolve_lora_path(name: str) -> Path:
         raise swd_core.SwDError(f"{name!r} is not a name inside the loras folders")
     path = folder_paths.get_full_path("loras", name)
     if path is None:
-        raise swd_core.SwDError(f"LoRA {name!r} not found in the loras folders ({', '.join(folder_paths.get_folder_paths('loras'))})")
+        folders = ", ".join(folder_paths.get_folder_paths("loras"))
+        raise swd_core.SwDError(f"LoRA {name!r} not found in the loras folders ({folders})")
     real = Path(path).resolve()
     if not _inside_loras(real):
         raise swd_core.SwDError(f"LoRA {name!r} links to {real}, outside the loras folders; copy the file in instead")

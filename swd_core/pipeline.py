@@ -75,7 +75,8 @@ def _scales(values) -> tuple[int, ...]:
     out = []
     for s in _floats(values, "scales"):
         if not math.isfinite(s) or not s.is_integer():
-            raise SwDError(f"scales: {s:g} is not a whole number of latent pixels (scales are latent sizes, x8 for pixels)")
+            raise SwDError(f"scales: {s:g} is not a whole number of latent pixels "
+                           f"(scales are latent sizes, x8 for pixels)")
         out.append(int(s))
     return tuple(out)
 
@@ -99,7 +100,8 @@ def resolve_schedule(preset: str | None = None, scales=None, sigmas=None, timest
         schedule = PRESETS[DEFAULT_PRESET]
         short_form = False
     elif scales is None or sigmas is None:
-        raise SwDError(f"{'scales' if scales is None else 'sigmas'} missing: give scales and sigmas together, or a preset "
+        missing = "scales" if scales is None else "sigmas"
+        raise SwDError(f"{missing} missing: give scales and sigmas together, or a preset "
                        f"({', '.join(PRESETS)})")
     else:
         scale_list = _scales(scales)
@@ -286,7 +288,8 @@ def run(
         raise SwDError(f"output_type {output_type!r} is not one of {', '.join(OUTPUT_TYPES)}")
     if upscale_method not in UPSCALE_METHODS or upscale_method == "bislerp":
         raise SwDError(f"upscale_method {upscale_method!r} is not one of bicubic, bilinear, nearest-exact, area")
-    if isinstance(num_images_per_prompt, bool) or not isinstance(num_images_per_prompt, int) or num_images_per_prompt < 1:
+    n = num_images_per_prompt
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise SwDError(f"num_images_per_prompt must be a whole number >= 1, got {num_images_per_prompt!r}")
 
     schedule = resolve_schedule(preset, scales, sigmas, timesteps)

@@ -22,20 +22,9 @@ EXTRA_PATHS = HOST / "extra_model_paths.yaml"
 PACK_LINK = HOST / "custom_nodes" / "swd-scalewise"
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "lib"))
-if str(COMFYUI) not in sys.path:
-    sys.path.insert(0, str(COMFYUI))
+from comfy_host import ComfyHost, put_comfyui_first  # noqa: E402  (tests/lib is on the path now)
 
-
-def _configure_comfy_args():
-    """ComfyUI's defaults, plus --cpu where torch sees no GPU (as `main.py --cpu` would)."""
-    import torch
-    from comfy.cli_args import args
-
-    if not torch.cuda.is_available():
-        args.cpu = True
-
-
-_configure_comfy_args()
+put_comfyui_first(COMFYUI)
 
 
 def load_swd_core():
@@ -67,28 +56,12 @@ def core():
     return load_swd_core()
 
 
-class Host:
+class Host(ComfyHost):
     """ComfyUI 0.3.75 imported in-process, with the stand-in models and this pack loaded."""
 
     def __init__(self):
-        from utils.extra_config import load_extra_path_config  # before `nodes`, which rebinds `utils`
-        import folder_paths
-        import nodes
-
-        load_extra_path_config(str(EXTRA_PATHS))
-        asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
-        ok = asyncio.run(nodes.load_custom_node(str(PACK_LINK)))
-        if not ok:
-            raise RuntimeError("the pack failed to load in ComfyUI; see the log above")
-        module_name = str(PACK_LINK).replace(".", "_x_")
-        self.pack = sys.modules[module_name]
-        self.swd_core = self.pack.swd_core
-        self.nodes = nodes
-        self.folder_paths = folder_paths
+        super().__init__(COMFYUI, EXTRA_PATHS, PACK_LINK)
         self.models = MODELS
-
-    def node(self, class_type: str):
-        return self.nodes.NODE_CLASS_MAPPINGS[class_type]
 
     def run_prompt(self, prompt: dict, prompt_id: str = "test"):
         """Validate and execute an API-format prompt with ComfyUI's own executor.
