@@ -113,6 +113,7 @@ def load_swd_lora(model, name: str, strength: float):
     broken = [k for k, v in state_dict.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if broken:
         raise swd_core.SwDError(f"{name!r} holds NaN or inf values ({', '.join(broken[:3])}): the file is corrupt")
+    swd_lora.lora_modules(state_dict)  # lora_A/lora_B pairs are complete and of one rank, before the config
     config_path = path.parent / swd_lora.ADAPTER_CONFIG
     if path.name == swd_lora.ADAPTER_WEIGHTS and config_path.is_file():
         if not _inside_loras(config_path.resolve()):
@@ -128,7 +129,6 @@ def load_swd_lora(model, name: str, strength: float):
     else:
         scale_note = "no adapter_config.json and no alpha keys: scale 1 (alpha = rank)"
         log.warning("[swd] %s: %s", name, scale_note)
-    swd_lora.lora_modules(state_dict)  # rank pairs are well-formed
     key_map = comfy.lora.model_lora_keys_unet(model.model, {})
     state_dict = comfy.lora_convert.convert_lora(state_dict)
     unloaded: list[str] = []
