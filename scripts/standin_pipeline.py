@@ -22,7 +22,6 @@ The file is importable (``tests/`` load it by path); run it to print the pipelin
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 from pathlib import Path
 
@@ -31,16 +30,6 @@ import torch
 SCRIPTS = Path(__file__).resolve().parent
 REPO_ROOT = SCRIPTS.parent
 DEFAULT_MODELS = REPO_ROOT / ".host" / "models"
-LORA_DIR = "loras/swd-standin-lora"
-STANDIN_LORA = str(DEFAULT_MODELS / LORA_DIR)  # the PEFT folder, as PeftModel.from_pretrained takes it
-CLIP_TOKENIZER_DIR = "comfy/sd1_tokenizer"
-_SEED_OFFSETS = {"clip_l": 8, "clip_g": 9}  # beside make_standins' offsets (0..3)
-
-# Small random CLIP text encoders; only the pooled widths (projection_dim) must be SD3's.
-CLIP_CONFIG = dict(vocab_size=49408, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                   num_attention_heads=2, max_position_embeddings=77, hidden_act="quick_gelu",
-                   bos_token_id=49406, eos_token_id=49407, pad_token_id=49407)
-CLIP_L_PROJECTION, CLIP_G_PROJECTION = 768, 1280
 
 
 def _make_standins():
@@ -54,9 +43,16 @@ def _make_standins():
     return module
 
 
-def comfyui_path() -> Path:
-    env = os.environ.get("COMFYUI_PATH")
-    return Path(env).resolve() if env else REPO_ROOT / ".host" / "ComfyUI"
+LORA_DIR = _make_standins().LORA_DIR
+STANDIN_LORA = str(DEFAULT_MODELS / LORA_DIR)  # the PEFT folder, as PeftModel.from_pretrained takes it
+CLIP_TOKENIZER_DIR = "comfy/sd1_tokenizer"
+_SEED_OFFSETS = {"clip_l": 8, "clip_g": 9}  # beside make_standins' offsets (0..3)
+
+# Small random CLIP text encoders; only the pooled widths (projection_dim) must be SD3's.
+CLIP_CONFIG = dict(vocab_size=49408, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                   num_attention_heads=2, max_position_embeddings=77, hidden_act="quick_gelu",
+                   bos_token_id=49406, eos_token_id=49407, pad_token_id=49407)
+CLIP_L_PROJECTION, CLIP_G_PROJECTION = 768, 1280
 
 
 def build_text_encoders(seed: int = 0, dtype: torch.dtype = torch.float32):
@@ -76,7 +72,7 @@ def build_tokenizers(comfyui: Path | None = None):
     """Two ``CLIPTokenizer`` from ComfyUI's CLIP tokenizer files (77 tokens; the second pads with "!", as SD3's)."""
     from transformers import CLIPTokenizer
 
-    folder = Path(comfyui or comfyui_path()) / CLIP_TOKENIZER_DIR
+    folder = Path(comfyui or _make_standins().comfyui_path()) / CLIP_TOKENIZER_DIR
     if not (folder / "vocab.json").exists():
         raise FileNotFoundError(f"no CLIP tokenizer files in {folder}: set COMFYUI_PATH to a ComfyUI folder "
                                 f"(python3 scripts/dev.py setup makes .host/ComfyUI)")
