@@ -1,11 +1,10 @@
-"""bench/run.py: its FLOP model, and its whole machinery at tiny size for one repetition.
+"""dev/bench: its FLOP model, and its whole machinery at tiny size for one repetition.
 
 No timing is asserted here (speed lives in BENCHMARKS.md); these tests check that the
 benchmark measures what it says: the FLOP model against the issue's figures and against
 torch's own FLOP counter, the peer loop computing the same latent as SwDSampler, and a
 well-formed report.
 """
-import importlib.util
 import json
 import math
 import os
@@ -15,26 +14,14 @@ import sys
 
 import pytest
 import torch
+from bench import cases, report, runner, sd3
+from bench.flops import image_tokens, predicted_speedup, token_power_ratio
 from diffusers import SD3Transformer2DModel
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from conftest import COMFYUI, ROOT
 
-
-def load_bench():
-    """bench/run.py as a module (by path: the repo root is never on sys.path)."""
-    name = "swd_bench_run"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / "run.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = load_bench()
 SIX = "SD3.5 Large, 6 steps"
 
 
@@ -45,30 +32,30 @@ def six_step_sizes_1024(core, preset=SIX):
 def test_flop_model_terms_for_the_six_step_schedule_at_1024(core):
     sizes = six_step_sizes_1024(core)
     assert sizes == [(32, 32), (48, 48), (64, 64), (80, 80), (96, 96), (128, 128)]
-    tokens = [bench.image_tokens(*s) for s in sizes]
+    tokens = [image_tokens(*s) for s in sizes]
     assert tokens == [256, 576, 1024, 1600, 2304, 4096]
-    image_only = bench.token_power_ratio(sizes, 1)
-    attention_only = bench.token_power_ratio(sizes, 2)
+    image_only = token_power_ratio(sizes, 1)
+    attention_only = token_power_ratio(sizes, 2)
     # the issue's figures: about 2.5x from image tokens alone, about 3.9x from attention alone
     assert image_only == pytest.approx(2.5, abs=0.05)
     assert image_only == pytest.approx(6 * 4096 / sum(tokens))
     assert attention_only == pytest.approx(3.9, abs=0.1)
     assert attention_only == pytest.approx(6 * 4096 ** 2 / sum(t * t for t in tokens))
     # constant text tokens shrink both; the whole model lies between its linear and attention parts
-    with_text_linear = bench.token_power_ratio(sizes, 1, text_tokens=bench.TEXT_TOKENS)
-    with_text_attention = bench.token_power_ratio(sizes, 2, text_tokens=bench.TEXT_TOKENS)
+    with_text_linear = token_power_ratio(sizes, 1, text_tokens=sd3.TEXT_TOKENS)
+    with_text_attention = token_power_ratio(sizes, 2, text_tokens=sd3.TEXT_TOKENS)
     assert with_text_linear < image_only and with_text_attention < attention_only
-    for case in bench.GPU_CASES:
-        fm = bench.FlopModel.from_config(case.config)
+    for case in sd3.GPU_CASES:
+        fm = sd3.flop_model(case.config)
         sizes = six_step_sizes_1024(core, case.preset)
-        predicted = bench.predicted_speedup(fm, sizes, 6)
+        predicted = predicted_speedup(fm, sizes, 6, sd3.TEXT_TOKENS)
         assert with_text_linear < predicted < with_text_attention, case.key
-        assert bench.predicted_speedup(fm, sizes, 28) == pytest.approx(predicted * 28 / 6)
+        assert predicted_speedup(fm, sizes, 28, sd3.TEXT_TOKENS) == pytest.approx(predicted * 28 / 6)
 
 
 def test_flop_model_architectures():
-    large = bench.FlopModel.from_config(bench.SD35_LARGE)
-    medium = bench.FlopModel.from_config(bench.SD35_MEDIUM)
+    large = sd3.flop_model(sd3.SD35_LARGE)
+    medium = sd3.flop_model(sd3.SD35_MEDIUM)
     d = 2432
     assert large.joint_attention_width == 2 * 38 * d and large.image_attention_width == 0
     # per image token: patch embed, 38 blocks of qkv + out + MLP (ratio 4), final projection
@@ -77,18 +64,18 @@ def test_flop_model_architectures():
     assert medium.joint_attention_width == 2 * 24 * 1536
 
 
-@pytest.mark.parametrize("case", bench.TINY_GPU_CASES, ids=lambda c: c.key)
+@pytest.mark.parametrize("case", sd3.TINY_GPU_CASES, ids=lambda c: c.key)
 @pytest.mark.parametrize("size", [(12, 20), (32, 32)])
 def test_flop_model_matches_torch_flop_counter(case, size):
     """The FLOP model equals torch's FlopCounterMode on the diffusers model (attention on its
     math path, so that the counter sees the two attention matmuls), non-square sizes included."""
     model = SD3Transformer2DModel.from_config(case.config).eval()
     x = torch.randn(1, 16, *size)
-    context, pooled = torch.randn(1, bench.TEXT_TOKENS, 4096), torch.randn(1, 2048)
+    context, pooled = torch.randn(1, sd3.TEXT_TOKENS, 4096), torch.randn(1, 2048)
     with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter, torch.inference_mode():
         model(hidden_states=x, timestep=torch.tensor([500.0]), encoder_hidden_states=context,
               pooled_projections=pooled)
-    assert bench.FlopModel.from_config(case.config).flops(size, bench.TEXT_TOKENS) == counter.get_total_flops()
+    assert sd3.flop_model(case.config).flops(size, sd3.TEXT_TOKENS) == counter.get_total_flops()
 
 
 def tables(markdown: str) -> list[list[list[str]]]:
@@ -108,7 +95,7 @@ def tables(markdown: str) -> list[list[list[str]]]:
     return found
 
 
-def check_case(r: dict, run_table, ratio_table, step_table, variants=bench.VARIANTS):
+def check_case(r: dict, run_table, ratio_table, step_table, variants=cases.VARIANTS):
     steps = len(r["sizes"])
     assert r["flop_model_matches_config"], "FlopModel.from_mmdit(ComfyUI's module) != from_config"
     if r["device"] == "cpu":
@@ -125,11 +112,13 @@ def check_case(r: dict, run_table, ratio_table, step_table, variants=bench.VARIA
         assert 0 < run["median_s"] < math.inf and run["peak_bytes"] > 0
     assert len(r["runs"]["bare"]["step_median_s"]) == steps
     assert r["baseline_steps"] == 28
-    ratio_keys = ["overhead", "speedup_same", "speedup_base28", "peer"] if "base28" in variants else ["overhead", "peer"]
+    ratio_keys = (["overhead", "speedup_same", "speedup_base28", "peer"] if "base28" in variants
+                  else ["overhead", "peer"])
     for key in ratio_keys:
         assert math.isfinite(r["ratios"][key]["measured"]) and r["ratios"][key]["measured"] > 0
     if "base28" in variants:
-        assert r["ratios"]["speedup_base28"]["flops"] == pytest.approx(r["ratios"]["speedup_same"]["flops"] * 28 / steps)
+        same = r["ratios"]["speedup_same"]["flops"]
+        assert r["ratios"]["speedup_base28"]["flops"] == pytest.approx(same * 28 / steps)
 
     assert len(run_table) == 2 + len(variants)
     medians = [float(row[2]) for row in run_table[2:]]
@@ -145,48 +134,48 @@ def check_case(r: dict, run_table, ratio_table, step_table, variants=bench.VARIA
 
 def test_gpu_code_path_tiny_in_process(host, tmp_path):
     """`--mode gpu --tiny` in this process: Large- and Medium-shaped (MMDiT-X) models, one repetition."""
-    report = bench.run_cases(host, "gpu", True, reps=1, warmup=0, command="--mode gpu --tiny", log=lambda *a: None)
-    assert [c["case"]["key"] for c in report["cases"]] == ["tiny-large", "tiny-medium"]
-    section = bench.render_section("gpu", report)
+    results = runner.run_cases(host, "gpu", True, reps=1, warmup=0, command="--mode gpu --tiny", log=lambda *a: None)
+    assert [c["case"]["key"] for c in results["cases"]] == ["tiny-large", "tiny-medium"]
+    section = report.render_section("gpu", results)
     found = tables(section)
     assert len(found) == 3 * 2
-    for i, r in enumerate(report["cases"]):
+    for i, r in enumerate(results["cases"]):
         check_case(r, *found[3 * i:3 * i + 3])
     assert section.count("Seconds per image") == 2
     out = tmp_path / "BENCHMARKS.md"
-    text = bench.update_benchmarks(out, "gpu", section, host.swd_core)
-    assert text.startswith(bench.HEADER) and section in text
+    text = report.update_benchmarks(out, "gpu", section, host.swd_core)
+    assert text.startswith(report.prose()) and section in text
     assert "Pending: rerun with `python3 scripts/dev.py bench --mode cpu`" in text
     # writing the other mode keeps this one as it was
     cpu = "<!-- bench:cpu:begin -->\n## CPU\nstub\n<!-- bench:cpu:end -->"
-    text = bench.update_benchmarks(out, "cpu", cpu, host.swd_core)
+    text = report.update_benchmarks(out, "cpu", cpu, host.swd_core)
     assert cpu in text and section in text and text.index(cpu) < text.index(section)
 
 
 def test_cli_tiny_cpu_run(tmp_path):
-    """`bench/run.py --tiny` as scripts/dev.py runs it: report, JSON, and (where ComfyUI's attention
+    """`python -m bench --tiny` as scripts/dev.py runs it: report, JSON, and (where ComfyUI's attention
     is not PyTorch SDPA, its CPU default) the second pass in a child process."""
     out, raw = tmp_path / "B.md", tmp_path / "r.json"
-    env = dict(os.environ, COMFYUI_PATH=str(COMFYUI))
+    env = dict(os.environ, COMFYUI_PATH=str(COMFYUI), PYTHONPATH=str(ROOT / "dev"))
     # the full-size baselines are covered in-process above; here only what the CLI adds
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), "--tiny", "--reps", "1", "--warmup", "0",
+    proc = subprocess.run([sys.executable, "-m", "bench", "--tiny", "--reps", "1", "--warmup", "0",
                            "--variants", "swd,bare,diffusers", "--retries", "0", "--out", str(out), "--json", str(raw)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads(raw.read_text())
-    (r,) = report["cases"]
+    (r,) = json.loads(raw.read_text())["cases"]
     text = out.read_text()
-    assert text.startswith(bench.HEADER)
-    assert "with `python3 scripts/dev.py bench --tiny --reps 1 --warmup 0 --variants swd,bare,diffusers --retries 0 " in text
-    assert "(it runs `.venv/bin/python bench/run.py --tiny --reps 1 " in text
+    assert text.startswith(report.prose())
+    assert ("with `python3 scripts/dev.py bench --tiny --reps 1 --warmup 0 --variants swd,bare,diffusers "
+            "--retries 0 ") in text
+    assert "(it runs `PYTHONPATH=dev .venv/bin/python -m bench --tiny --reps 1 " in text
     gpu = text[text.index("<!-- bench:gpu:begin -->"):]
     assert "## GPU\n\nPending" in gpu  # no GPU run yet: the FLOP model's predictions stand in
-    assert [row[0] for row in tables(gpu)[0][2:]] == [c.title for c in bench.GPU_CASES]
+    assert [row[0] for row in tables(gpu)[0][2:]] == [c.title for c in sd3.GPU_CASES]
     cpu = text[text.index("<!-- bench:cpu:begin -->"):text.index("<!-- bench:cpu:end -->")]
     found = tables(cpu)
     sdpa = r.get("sdpa_pass")
     assert (sdpa is not None) == (r["comfy_attention"] != "attention_pytorch")
-    variants = bench.REQUIRED_VARIANTS
+    variants = cases.REQUIRED_VARIANTS
     if sdpa is None:
         assert len(found) == 3
         check_case(r, *found, variants=variants)
@@ -194,4 +183,18 @@ def test_cli_tiny_cpu_run(tmp_path):
         assert sdpa["comfy_attention"] == "attention_pytorch"
         assert len(found) == 5
         check_case(r, found[0], found[1], found[4], variants=variants)
-        check_case(sdpa, found[2], found[3], None, variants=bench.REQUIRED_VARIANTS)
+        check_case(sdpa, found[2], found[3], None, variants=cases.REQUIRED_VARIANTS)
+
+
+def test_rewriting_a_section_keeps_the_rest_of_benchmarks_md(core, tmp_path):
+    """The report code owns only the text between a mode's markers: writing BENCHMARKS.md's own CPU
+    section back gives the same file (its prose and the GPU section untouched)."""
+    original = report.BENCHMARKS.read_text()
+    begin, end = report.BEGIN.format("cpu"), report.END.format("cpu")
+    section = original[original.index(begin):original.index(end) + len(end)]
+    copy = tmp_path / "BENCHMARKS.md"
+    copy.write_text(original)
+    assert report.update_benchmarks(copy, "cpu", section, core) == original == copy.read_text()
+    changed = report.update_benchmarks(copy, "cpu", f"{begin}\n## CPU\nstub\n{end}", core)
+    assert changed.startswith(report.prose()) and changed != original
+    assert changed[changed.index(report.BEGIN.format("gpu")):] == original[original.index(report.BEGIN.format("gpu")):]

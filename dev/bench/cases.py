@@ -1,0 +1,32 @@
+"""The registry of model families and the runs timed for each case.
+
+Adding a model family = adding its module (see ``family.py``) to :data:`FAMILIES`.
+"""
+from __future__ import annotations
+
+from types import ModuleType
+
+from . import sd3
+from .family import Case
+
+FAMILIES: dict[str, ModuleType] = {"sd3": sd3}
+
+#: ``swd``: the pack's SwDSampler; ``bare``: ComfyUI's bare forwards at SwD's sizes, summed;
+#: ``same``: stock SamplerCustom + euler with SwD's sigmas at full size; ``base28``: the same with
+#: BasicScheduler("simple", 28); ``diffusers``: the family's diffusers reference loop.
+VARIANTS = ("swd", "bare", "same", "base28", "diffusers")
+REQUIRED_VARIANTS = ("swd", "bare", "diffusers")  # the full-size baselines may be left out (--variants)
+BASELINE_STEPS = 28
+
+
+def cases_for(mode: str, tiny: bool) -> tuple[Case, ...]:
+    """Every family's cases for ``mode`` ("cpu" or "gpu"), tiny ones for ``tiny``."""
+    key = f"tiny-{mode}" if tiny else mode
+    return tuple(case for family in FAMILIES.values() for case in family.CASES[key])
+
+
+def family_of(case: Case | dict) -> ModuleType:
+    """The family module of a case (or of a case as stored in a report's JSON)."""
+    # reports written before FLUX/SDXL existed carry no family: they are SD3
+    name = case.get("family", "sd3") if isinstance(case, dict) else case.family
+    return FAMILIES[name]

@@ -1,0 +1,267 @@
+"""Timing one case: build the models, the five kinds of run, interleaved repetitions, the result dict."""
+from __future__ import annotations
+
+import datetime
+import gc
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+
+from .cases import BASELINE_STEPS, REQUIRED_VARIANTS, VARIANTS, cases_for, family_of
+from .family import Case
+from .flops import image_tokens, predicted_speedup, token_power_ratio
+from .measure import CpuLoad, PeakMemory, Stat, machine_info, sync, versions
+
+ROOT = Path(__file__).resolve().parents[2]  # TODO harness.paths
+
+
+class CaseBench:
+    """Everything for one model/schedule: setup, the five kinds of run, the interleaved loop."""
+
+    def __init__(self, host, case: Case, device: torch.device, dtype: torch.dtype, *, batch: int = 1,
+                 seed: int = 0, baseline_steps: int = BASELINE_STEPS, text_tokens: int | None = None,
+                 variants=VARIANTS, max_other_load: float = 0.2, max_retries_per_rep: int = 0, log=print):
+        missing = [v for v in REQUIRED_VARIANTS if v not in variants]
+        if missing or any(v not in VARIANTS for v in variants):
+            raise ValueError(f"variants must be among {VARIANTS} and include {REQUIRED_VARIANTS}; got {variants}")
+        self.family = family_of(case)
+        self.variants = tuple(v for v in VARIANTS if v in variants)
+        self.max_other_load, self.max_retries_per_rep = max_other_load, max_retries_per_rep
+        self.host, self.case, self.device, self.dtype = host, case, device, dtype
+        self.batch, self.seed, self.baseline_steps, self.log = batch, seed, baseline_steps, log
+        self.text_tokens = self.family.TEXT_TOKENS if text_tokens is None else text_tokens
+
+    def setup(self) -> None:
+        import comfy.model_management
+
+        case, host, family = self.case, self.host, self.family
+        t0 = time.perf_counter()
+        self.transformer, self.patcher = family.build_models(case, self.device, self.dtype, self.seed)
+        self.build_s = time.perf_counter() - t0
+        self.comfy_device = comfy.model_management.get_torch_device()
+        diffusion_model = self.patcher.model.diffusion_model
+        self.flop_model = family.flop_model(case.config)
+        self.flop_model_matches_comfy = family.flop_model_of_comfy(diffusion_model) == self.flop_model
+        self.params = sum(p.numel() for p in self.transformer.parameters())
+
+        self.schedule, self.sigmas = host.node("SwDSchedule").execute(case.preset, "", "").args
+        latent = case.pixels // 8
+        self.final = (latent, latent)
+        self.sizes = [tuple(s) for s in host.swd_core.latent_sizes(self.schedule.scales, latent, latent,
+                                                                   self.flop_model.patch)]
+        self.sigmas28 = host.node("BasicScheduler").execute(self.patcher, "simple", self.baseline_steps, 1.0).args[0]
+        self.euler = host.node("KSamplerSelect").execute("euler").args[0]
+
+        g = torch.Generator().manual_seed(self.seed + 1)
+        cond = family.conditioning(self.batch, self.text_tokens, g)
+        self.cond = cond.comfy
+        self.latent = {"samples": torch.zeros(self.batch, family.LATENT_CHANNELS, *self.final)}
+        # the bare forwards' and the reference's inputs, made once (their cost is not the model's)
+        self.bare_inputs = [
+            (torch.randn(self.batch, family.LATENT_CHANNELS, *s, generator=g).to(self.comfy_device),
+             torch.full((self.batch,), float(sigma), device=self.comfy_device))
+            for s, sigma in zip(self.sizes, self.schedule.sigmas, strict=False)  # sigmas end with 0
+        ]
+        self.bare_cond = cond.bare_kwargs(self.comfy_device)
+        self.reference_inputs = cond.reference_kwargs(self.device, self.dtype)
+        self.outputs = {}
+
+    # ---- the five kinds of run; each returns when the device is idle
+    def run_swd(self):
+        out = self.host.node("SwDSampler").execute(self.patcher, self.cond, self.cond, self.latent, self.schedule,
+                                                   self.seed, 1.0, "bicubic").args[0]["samples"]
+        sync(self.device)
+        return out
+
+    def run_bare(self):
+        import comfy.model_management
+
+        comfy.model_management.load_models_gpu([self.patcher])  # already loaded: a no-op after warm-up
+        model = self.patcher.model
+        times = []
+        sync(self.comfy_device)
+        for x, sigma in self.bare_inputs:
+            t0 = time.perf_counter()
+            model.apply_model(x, sigma, **self.bare_cond)
+            sync(self.comfy_device)
+            times.append(time.perf_counter() - t0)
+        return times
+
+    def _sampler_custom(self, sigmas):
+        out = self.host.node("SamplerCustom").execute(self.patcher, True, self.seed, 1.0, self.cond, self.cond,
+                                                      self.euler, sigmas, self.latent).args[0]["samples"]
+        sync(self.device)
+        return out
+
+    def run_same(self):
+        return self._sampler_custom(self.sigmas)
+
+    def run_base28(self):
+        return self._sampler_custom(self.sigmas28)
+
+    def run_diffusers(self):
+        latents = self.family.reference_latents(self.transformer, self.schedule, self.sizes, self.reference_inputs,
+                                                batch=self.batch, seed=self.seed, device=self.device,
+                                                dtype=self.dtype)
+        sync(self.device)
+        return latents
+
+    def measure(self, kind: str, stat: Stat | None) -> float | None:
+        """One run of ``kind``; returns the cores other processes kept busy meanwhile (None: unknown)."""
+        fn = getattr(self, f"run_{kind}")
+        with PeakMemory(self.device) as mem, CpuLoad() as load, torch.inference_mode():  # as ComfyUI's executor
+            sync(self.device)
+            t0 = time.perf_counter()
+            out = fn()
+            elapsed = time.perf_counter() - t0
+        if stat is not None and load.other_cores is not None and load.other_cores > self.max_other_load \
+                and self.retries_left > 0:
+            self.retries_left -= 1
+            self.discarded[kind] = self.discarded.get(kind, 0) + 1
+            self.log(f"[{self.case.key}] {kind}: discarded, other processes kept {load.other_cores:.2f} cores "
+                     f"busy (> {self.max_other_load}); again")
+            return self.measure(kind, stat)
+        self.memory_method = mem.method
+        if kind == "bare":
+            elapsed = sum(out)
+        else:
+            self.outputs[kind] = out
+        if stat is not None:
+            stat.times.append(elapsed)
+            stat.peaks.append(mem.peak)
+            stat.starts.append(mem.start)
+            if kind == "bare":
+                stat.steps.append(out)
+        return load.other_cores
+
+    def run(self, reps: int, warmup: int) -> dict:
+        self.setup()
+        stats = {k: Stat() for k in self.variants}
+        for r in range(warmup):
+            for kind in self.variants:
+                self.measure(kind, None)
+            self.log(f"[{self.case.key}] warm-up round {r + 1}/{warmup} done")
+        # how much of ComfyUI's model sits on its GPU (1.0 = fully loaded, no lowvram weight streaming);
+        # on the CPU the weights compute where they are stored: None
+        self.comfy_loaded = (self.patcher.loaded_size() / max(1, self.patcher.model_size())
+                             if self.comfy_device.type != "cpu" else None)
+        self.other_cores, self.discarded = [], {}
+        self.retries_left = self.max_retries_per_rep * reps
+        for r in range(reps):
+            others = [self.measure(kind, stats[kind]) for kind in self.variants]
+            self.other_cores.append(None if None in others else max(others))
+            self.log(f"[{self.case.key}] repetition {r + 1}/{reps}: "
+                     + ", ".join(f"{k} {stats[k].times[-1]:.3f}s" for k in self.variants)
+                     + ("" if None in others else f" (other processes: up to {max(others):.2f} cores busy)"))
+        return self.result(stats, reps, warmup)
+
+    def _ratios(self, s: dict, t_steps: list[float]) -> dict:
+        fm, steps, t_full = self.flop_model, len(self.sizes), t_steps[-1]
+        overhead = s["swd"]["median_s"] / s["bare"]["median_s"]
+        ratios = {
+            "overhead": {"measured": overhead, "measured_min": s["swd"]["min_s"] / s["bare"]["min_s"],
+                         "flops": 1.0, "forwards": 1.0, "goal": "<= 1.05", "met": overhead <= 1.05},
+            "peer": {"measured": s["diffusers"]["median_s"] / s["swd"]["median_s"],
+                     "measured_min": s["diffusers"]["min_s"] / s["swd"]["min_s"], "flops": 1.0,
+                     "goal": ">= 1.0", "met": s["diffusers"]["median_s"] >= s["swd"]["median_s"]},
+        }
+        for kind, n in (("same", steps), ("base28", len(self.sigmas28) - 1)):
+            if kind not in s:
+                continue
+            ratios[f"stock_overhead_{kind}"] = {"measured": s[kind]["median_s"] / (n * t_full)}
+            ratios[f"speedup_{kind}"] = {"measured": s[kind]["median_s"] / s["swd"]["median_s"],
+                                         "measured_min": s[kind]["min_s"] / s["swd"]["min_s"],
+                                         "flops": predicted_speedup(fm, self.sizes, n, self.text_tokens),
+                                         "forwards": n * t_full / sum(t_steps)}
+        for key in ("speedup_same", "speedup_base28"):
+            if key not in ratios:
+                continue
+            r = ratios[key]
+            r["off_by"] = r["measured"] / r["flops"] - 1
+            r["goal"] = "within 10% of FLOPs"
+            r["met"] = abs(r["off_by"]) <= 0.10
+        return ratios
+
+    def result(self, stats: dict, reps: int, warmup: int) -> dict:
+        import comfy.ldm.modules.attention as comfy_attention
+
+        s = {k: v.summary() for k, v in stats.items()}
+        fm, t_steps = self.flop_model, s["bare"]["step_median_s"]
+        # SwDSampler returns ComfyUI's LATENT (process_latent_out); the diffusers loop model-space latents
+        ours = self.patcher.model.process_latent_in(self.outputs["swd"].float())
+        theirs = self.outputs["diffusers"].float().cpu()
+        diff = (ours.cpu() - theirs).abs().max().item() if ours.shape == theirs.shape else float("nan")
+        per_step = []
+        for i, (size, sigma, t) in enumerate(zip(self.sizes, self.schedule.sigmas, t_steps, strict=False)):
+            flops = fm.flops(size, self.text_tokens, self.batch)
+            per_step.append({"step": i + 1, "latent": list(size), "image_tokens": image_tokens(*size, fm.patch),
+                             "text_tokens": self.text_tokens, "sigma": sigma, "gflop": flops / 1e9,
+                             "median_s": t, "gflops_per_s": flops / 1e9 / t})
+        return {
+            "case": asdict(self.case) | {"config": {k: list(v) if isinstance(v, tuple) else v
+                                                    for k, v in self.case.config.items()}},
+            "device": str(self.device), "dtype": str(self.dtype).replace("torch.", ""),
+            "params": self.params, "build_s": self.build_s, "batch": self.batch,
+            "text_tokens": self.text_tokens, "reps": reps, "warmup": warmup,
+            "preset": self.case.preset, "scales": list(self.schedule.scales), "sigmas": list(self.schedule.sigmas),
+            "sizes": [list(x) for x in self.sizes], "baseline_steps": len(self.sigmas28) - 1,
+            "comfy_attention": comfy_attention.optimized_attention.__name__,
+            "diffusers_attention": self.family.reference_attention(self.transformer),
+            "memory_method": self.memory_method,
+            "flop_model": asdict(fm), "flop_model_matches_config": self.flop_model_matches_comfy,
+            "attention_share_final": fm.attention_share(self.final, self.text_tokens),
+            "token_ratios": {
+                "image_tokens_linear": token_power_ratio(self.sizes, 1),
+                "image_tokens_attention": token_power_ratio(self.sizes, 2),
+                "with_text_linear": token_power_ratio(self.sizes, 1, text_tokens=self.text_tokens),
+                "with_text_attention": token_power_ratio(self.sizes, 2, text_tokens=self.text_tokens),
+            },
+            "other_cores_busy": self.other_cores, "discarded_runs": self.discarded,
+            "max_other_load": self.max_other_load,
+            "comfy_loaded_fraction": getattr(self, "comfy_loaded", None),
+            "runs": s, "per_step": per_step, "ratios": self._ratios(s, t_steps),
+            "swd_vs_diffusers_max_abs": diff,
+        }
+
+    def close(self) -> None:
+        import comfy.model_management
+
+        for name in ("transformer", "patcher", "outputs", "bare_inputs", "reference_inputs"):
+            self.__dict__.pop(name, None)
+        comfy.model_management.unload_all_models()
+        gc.collect()
+        comfy.model_management.soft_empty_cache(True)
+
+
+def _dtype(name: str) -> torch.dtype:
+    return getattr(torch, name)
+
+
+def run_cases(host, mode: str, tiny: bool, *, reps: int, warmup: int, cases=None, size: int | None = None,
+              preset: str | None = None, dtype: str | None = None, variants=VARIANTS, command: str = "",
+              max_other_load: float = 0.2, retries: int = 0, log=print) -> dict:
+    """Run every case of ``mode`` and return the report (a JSON-able dict)."""
+    t0 = time.perf_counter()
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda") if cuda else torch.device("cpu")
+    if mode == "gpu" and not cuda and not tiny:
+        raise SystemExit("--mode gpu needs a CUDA device; `--mode gpu --tiny` runs the same code path on CPU")
+    report = {"mode": mode, "tiny": tiny, "command": command,
+              "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+              "machine": machine_info(), "versions": versions(ROOT), "cases": []}
+    for case in cases or cases_for(mode, tiny):
+        if size or preset:
+            case = replace(case, preset=preset or case.preset, pixels=size or case.pixels)
+        case_dtype = (_dtype(dtype) if dtype else _dtype(case.gpu_dtype) if (mode == "gpu" and cuda)
+                      else torch.float32)
+        log(f"[{case.key}] {case.title}: {case.pixels}x{case.pixels} px, {case_dtype}, {device}")
+        bench = CaseBench(host, case, device, case_dtype, variants=variants, max_other_load=max_other_load,
+                          max_retries_per_rep=retries, log=log)
+        try:
+            report["cases"].append(bench.run(reps, warmup))
+        finally:
+            bench.close()
+    report["wall_s"] = time.perf_counter() - t0
+    return report
