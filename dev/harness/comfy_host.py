@@ -1,0 +1,101 @@
+"""ComfyUI imported in-process with this pack loaded as ComfyUI loads custom nodes (tests, bench).
+
+ComfyUI's root goes first on ``sys.path``; the pack's root never does (its ``nodes/`` would
+shadow ComfyUI's ``nodes``). The pack is loaded with ``nodes.load_custom_node`` from
+``.host/custom_nodes/swd-scalewise`` (a link to the checkout made by ``scripts/dev.py``).
+`Host` adds the executor: API-format prompts validated and run by ComfyUI's own
+``execution`` module, with the messages a server would send recorded.
+"""
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import torch
+
+from . import paths
+
+
+def put_comfyui_first(comfyui: Path) -> None:
+    """Put ComfyUI's root first on ``sys.path`` and set its arguments as ``main.py`` would."""
+    root = str(Path(comfyui).resolve())
+    if not (Path(root) / "main.py").exists():
+        raise SystemExit(f"no ComfyUI at {root}: run `python3 scripts/dev.py setup` or set COMFYUI_PATH")
+    if root in sys.path:
+        sys.path.remove(root)
+    sys.path.insert(0, root)
+    from comfy.cli_args import args
+
+    if not torch.cuda.is_available():
+        args.cpu = True  # as `main.py --cpu`
+
+
+class ComfyHost:
+    """ComfyUI's nodes (stock and extras) plus this pack, with the stand-in model folders."""
+
+    def __init__(self, comfyui: Path = paths.COMFYUI, extra_paths: Path = paths.EXTRA_PATHS,
+                 pack: Path = paths.PACK_LINK, pytorch_attention: bool = False):
+        put_comfyui_first(comfyui)
+        from comfy.cli_args import args
+
+        if pytorch_attention:
+            args.use_pytorch_cross_attention = True
+        from utils.extra_config import load_extra_path_config  # before `nodes`, which rebinds `utils`
+
+        # isort: split
+        import folder_paths
+
+        import nodes
+
+        load_extra_path_config(str(extra_paths))
+        asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
+        if not asyncio.run(nodes.load_custom_node(str(pack))):
+            raise RuntimeError("the pack failed to load in ComfyUI; see the log above")
+        self.pack = sys.modules[str(pack).replace(".", "_x_")]
+        self.swd_core = self.pack.swd_core
+        self.nodes = nodes
+        self.folder_paths = folder_paths
+
+    def node(self, class_type: str):
+        return self.nodes.NODE_CLASS_MAPPINGS[class_type]
+
+
+class Host(ComfyHost):
+    """`ComfyHost` with the stand-in models and ComfyUI's executor (what the tests use)."""
+
+    def __init__(self, comfyui: Path = paths.COMFYUI):
+        super().__init__(comfyui)
+        self.models = paths.MODELS
+
+    def run_prompt(self, prompt: dict, prompt_id: str = "test"):
+        """Validate and execute an API-format prompt with ComfyUI's own executor.
+
+        Returns ``(executor, messages)``; raises `PromptInvalid` with ComfyUI's validation errors.
+        """
+        import execution
+
+        valid = asyncio.run(execution.validate_prompt(prompt_id, prompt, None))
+        if not valid[0]:
+            raise PromptInvalid(valid[1], valid[3])
+        server = _RecordingServer()
+        executor = execution.PromptExecutor(server, cache_type=execution.CacheType.CLASSIC, cache_args={"ram": 0})
+        executor.execute(prompt, prompt_id, {"client_id": "test"}, valid[2])
+        return executor, server.messages
+
+
+class PromptInvalid(AssertionError):
+    def __init__(self, error, node_errors):
+        super().__init__(f"{error} {node_errors}")
+        self.error, self.node_errors = error, node_errors
+
+
+class _RecordingServer:
+    def __init__(self):
+        self.client_id = None
+        self.last_node_id = None
+        self.last_prompt_id = None
+        self.messages: list[tuple[str, dict]] = []
+
+    def send_sync(self, event, data, sid=None):
+        self.messages.append((event, data))

@@ -1,0 +1,40 @@
+"""Every path the tooling uses, and every stand-in file name: the one place they are written."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+DEV = ROOT / "dev"
+HOST = ROOT / ".host"
+VENV = ROOT / ".venv"
+#: ``swd_core`` alone, importable without the pack (a link written by setup; on sys.path beside ``dev/``).
+PYLIB = HOST / "pylib"
+MODELS = HOST / "models"
+EXTRA_PATHS = HOST / "extra_model_paths.yaml"
+PACK_DIR_NAME = "swd-scalewise"  # the folder name ComfyUI sees for this pack
+PACK_LINK = HOST / "custom_nodes" / PACK_DIR_NAME
+WORKFLOWS = ROOT / "workflows"
+ARTIFACTS = ROOT / "test-artifacts"
+BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
+
+
+def comfyui_path() -> Path:
+    """The ComfyUI checkout in use: ``COMFYUI_PATH``, else the one setup installs in ``.host``."""
+    env = os.environ.get("COMFYUI_PATH")
+    return Path(env).resolve() if env else HOST / "ComfyUI"
+
+
+COMFYUI = comfyui_path()
+
+# Stand-in files inside MODELS (ComfyUI's model-folder layout). The names are a contract of the
+# tests, the demo, the soak and the benchmarks.
+SD3_DIFFUSERS_DIR = "diffusers/sd35-standin"
+SD3_TRANSFORMER_DIR = f"{SD3_DIFFUSERS_DIR}/transformer"
+SD3_VAE_DIR = f"{SD3_DIFFUSERS_DIR}/vae"
+SD3_DIFFUSION_MODEL = "swd-standin-sd35-transformer.safetensors"  # in diffusion_models/
+SD3_VAE = "swd-standin-sd35-vae.safetensors"  # in vae/
+SD3_CHECKPOINT = "swd-standin-sd35.safetensors"  # in checkpoints/
+CLIP_L = "swd-standin-clip_l.safetensors"  # in text_encoders/
+SD3_LORA_DIR = "swd-standin-lora"  # in loras/
+SD3_LORA = f"{SD3_LORA_DIR}/adapter_model.safetensors"  # the name SwDLoraLoader lists

@@ -1,0 +1,68 @@
+"""The diffusers SwD loop for SD3/SD3.5: ``SD3Transformer2DModel`` + ``FlowMatchLCMScheduler``."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+LATENT_CHANNELS = 16
+#: The SD3 VAE latent format (ComfyUI ``latent_formats.SD3``): ComfyUI's LATENT = model space / scale + shift.
+SCALING_FACTOR, SHIFT_FACTOR = 1.5305, 0.0609
+
+
+@torch.no_grad()
+def swd_latents(transformer, sigmas: Sequence[float], sizes: Sequence[tuple[int, int]], prompt_embeds: torch.Tensor,
+                pooled: torch.Tensor, *, batch: int, seed: int, cfg: float = 1.0,
+                neg_embeds: torch.Tensor | None = None, neg_pooled: torch.Tensor | None = None,
+                scale_factors: Sequence[float] | None = None, upscale_mode: str = "bicubic",
+                device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """SwD with diffusers' ``FlowMatchLCMScheduler(shift=1.0, scale_factors=...)``, as its pipelines run it.
+
+    The loop of ``StableDiffusion3Pipeline.__call__`` (start latents drawn first from the
+    generator, classifier-free guidance on the velocity when ``cfg > 1``), except that
+    ``step()`` gets the generator, as upstream SwD's ``run`` does: the stock pipeline calls
+    ``step()`` without it, so its re-noising comes from the global RNG and no seed reproduces it.
+
+    Args:
+        transformer: a diffusers ``SD3Transformer2DModel`` (or a ``PeftModel`` around one).
+        sigmas: ``N`` step sigmas, or ``N + 1`` with the trailing 0 (it is dropped).
+        sizes: the latent ``(h, w)`` of every step; ``sizes[0]`` is the start noise's size.
+        prompt_embeds: ``[B or 1, T, 4096]``; pooled: ``[B or 1, 2048]`` (expanded to ``batch``).
+        batch: images per call. seed: ``torch.Generator().manual_seed(seed)`` on the CPU draws
+            the start noise for the whole batch, then one tensor per re-noise, in float32.
+        cfg: guidance scale; above 1 needs ``neg_embeds`` ``[B or 1, T, 4096]`` and ``neg_pooled``.
+        scale_factors: sizes relative to the first step (default: ``sizes[i][0] / sizes[0][0]``).
+        upscale_mode: ``F.interpolate`` mode the scheduler resizes the clean prediction with.
+
+    Returns:
+        ``[batch, 16, *sizes[-1]]`` in the transformer's latent space (see `to_comfy_latent`).
+    """
+    from diffusers import FlowMatchLCMScheduler
+    from diffusers.utils.torch_utils import randn_tensor
+
+    step_sigmas = list(sigmas[:-1] if len(sigmas) == len(sizes) + 1 else sigmas)
+    if scale_factors is None:
+        scale_factors = [s[0] / sizes[0][0] for s in sizes[1:]]
+    scheduler = FlowMatchLCMScheduler(shift=1.0, scale_factors=list(scale_factors), upscale_mode=upscale_mode)
+    scheduler.set_timesteps(sigmas=step_sigmas, device=device)
+    generator = torch.Generator().manual_seed(seed)
+    latents = randn_tensor((batch, LATENT_CHANNELS, *sizes[0]), generator=generator, device=device, dtype=dtype)
+    embeds = prompt_embeds.to(device, dtype).expand(batch, -1, -1)
+    pooled = pooled.to(device, dtype).expand(batch, -1)
+    if cfg > 1:
+        embeds = torch.cat([neg_embeds.to(device, dtype).expand(batch, -1, -1), embeds])
+        pooled = torch.cat([neg_pooled.to(device, dtype).expand(batch, -1), pooled])
+    for t in scheduler.timesteps:
+        model_input = torch.cat([latents] * 2) if cfg > 1 else latents
+        v = transformer(hidden_states=model_input, timestep=t.expand(model_input.shape[0]),
+                        encoder_hidden_states=embeds, pooled_projections=pooled, return_dict=False)[0]
+        if cfg > 1:
+            v_uncond, v_cond = v.chunk(2)
+            v = v_uncond + cfg * (v_cond - v_uncond)
+        latents = scheduler.step(v, t, latents, generator=generator, return_dict=False)[0]
+    return latents
+
+
+def to_comfy_latent(latents: torch.Tensor) -> torch.Tensor:
+    """Transformer space -> ComfyUI's LATENT space (``latent_formats.SD3.process_latent_out``)."""
+    return latents / SCALING_FACTOR + SHIFT_FACTOR

@@ -1,0 +1,28 @@
+"""Helpers every stand-in family uses: per-model seeding and atomic safetensors writes."""
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import torch
+
+
+@contextlib.contextmanager
+def seeded(seed: int):
+    """Seed torch's CPU RNG for the block, leaving the caller's RNG state untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def save_safetensors(sd: dict, path: Path, metadata: dict | None = None) -> Path:
+    """Write ``sd`` to ``path`` atomically (a partial file is never left under the real name)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    save_file({k: v.detach().contiguous() for k, v in sd.items()}, str(tmp), metadata=metadata or {"format": "pt"})
+    os.replace(tmp, path)
+    return path

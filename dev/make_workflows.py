@@ -1,0 +1,413 @@
+"""Write the shipped workflows: ``workflows/*.json`` (UI format) and ``workflows/api/*.json`` (API format).
+
+    python3 scripts/dev.py workflows           # (re)write every file
+    python3 scripts/dev.py workflows --check   # exit 1 if a file differs from what this module writes
+
+This script is the ONE source of the workflow files: never edit them by hand. Both formats
+are written from the same graph below. The tests check that the files equal this script's
+output, that the UI files are valid for ComfyUI's frontend (node types and widget values
+against the real server's /object_info), that converting each UI file to API format with
+``harness.workflow_api`` (an independent converter driven by /object_info) gives the
+API file, that the frontend's own ``app.graphToPrompt()`` gives it too, and that every
+workflow runs in a real ComfyUI server.
+
+UI format: the ComfyUI frontend's graph JSON, ``version`` 0.4, as frontend 1.32 writes it:
+``widgets_values`` lists the node's widget inputs in /object_info's ``input_order``
+(required, then optional); an INT seed input with ``control_after_generate`` is followed by
+the frontend-only control value ("fixed"/"randomize"), and an ``image_upload`` combo
+(LoadImage) by the upload button's value ("image"). Neither reaches the API format.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import uuid
+from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    tomllib = None
+
+from harness.paths import ROOT
+from harness.paths import WORKFLOWS as OUT_DIR
+
+API_DIR = OUT_DIR / "api"
+
+PACK_ID = "swd-scalewise"  # the Comfy Registry id (pyproject [tool.comfy] / project name)
+COMFY_VERSION = "0.3.75"  # the ComfyUI the workflows are tested on
+FRONTEND_VERSION = "1.32.9"
+RESOLUTION = 1024
+SEED = 42
+PROMPT = ("a red fox sitting in a snowy birch forest at golden hour, soft rim light, "
+          "detailed fur, shallow depth of field, professional photograph")
+NEGATIVE = ""
+# SwD Schedule's text fields (used only with preset "custom"): the node's defaults
+CUSTOM_SCALES = "32, 48, 64, 80, 96, 128"
+CUSTOM_SIGMAS = "1.0, 0.9454, 0.8959, 0.7904, 0.7371, 0.6022, 0"
+
+HF = "https://huggingface.co"
+TEXT_ENCODERS = [  # (file, url): the SD3.5 text encoders, shared by Large and Medium
+    (name, f"{HF}/stabilityai/stable-diffusion-3.5-large/resolve/main/text_encoders/{name}")
+    for name in ("clip_g.safetensors", "clip_l.safetensors", "t5xxl_fp16.safetensors")
+]
+CHECKPOINTS = {
+    "large": ("sd3.5_large.safetensors",
+              f"{HF}/stabilityai/stable-diffusion-3.5-large/resolve/main/sd3.5_large.safetensors"),
+    "medium": ("sd3.5_medium.safetensors",
+               f"{HF}/stabilityai/stable-diffusion-3.5-medium/resolve/main/sd3.5_medium.safetensors"),
+}
+
+
+def pack_version() -> str:
+    text = (ROOT / "pyproject.toml").read_text()
+    if tomllib is not None:
+        return tomllib.loads(text)["project"]["version"]
+    for line in text.splitlines():  # pragma: no cover (3.10 only)
+        if line.startswith("version"):
+            return line.split("=", 1)[1].strip().strip('"')
+    raise RuntimeError("no version in pyproject.toml")
+
+
+# --- node types: socket inputs, widgets and outputs in /object_info's order ----------------
+# A widget is (api_name, ...); None as api_name marks a frontend-only value (seed control,
+# upload button) that widgets_values holds but the API format does not.
+CONTROL = None
+NODE_TYPES: dict[str, dict] = {
+    "CheckpointLoaderSimple": dict(inputs=[], widgets=["ckpt_name"],
+                                   outputs=[("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE")]),
+    "TripleCLIPLoader": dict(inputs=[], widgets=["clip_name1", "clip_name2", "clip_name3"],
+                             outputs=[("CLIP", "CLIP")]),
+    "CLIPLoader": dict(inputs=[], widgets=["clip_name", "type", "device"], outputs=[("CLIP", "CLIP")]),
+    "SwDLoraLoader": dict(inputs=[("model", "MODEL")], widgets=["lora_name", "strength_model"],
+                          outputs=[("MODEL", "MODEL")], ours=True),
+    "SwDSchedule": dict(inputs=[], widgets=["preset", "scales", "sigmas"],
+                        outputs=[("schedule", "SWD_SCHEDULE"), ("sigmas", "SIGMAS")], ours=True),
+    "SwDSampler": dict(inputs=[("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"),
+                               ("latent_image", "LATENT"), ("schedule", "SWD_SCHEDULE")],
+                       widgets=["seed", CONTROL, "cfg", "upscale_method", "denoise"],
+                       outputs=[("LATENT", "LATENT")], ours=True),
+    "SamplerSwD": dict(inputs=[("schedule", "SWD_SCHEDULE")], widgets=["upscale_method"],
+                       outputs=[("SAMPLER", "SAMPLER")], ours=True),
+    "CLIPTextEncode": dict(inputs=[("clip", "CLIP")], widgets=["text"], outputs=[("CONDITIONING", "CONDITIONING")]),
+    "EmptySD3LatentImage": dict(inputs=[], widgets=["width", "height", "batch_size"], outputs=[("LATENT", "LATENT")]),
+    "VAEDecode": dict(inputs=[("samples", "LATENT"), ("vae", "VAE")], widgets=[], outputs=[("IMAGE", "IMAGE")]),
+    "VAEEncode": dict(inputs=[("pixels", "IMAGE"), ("vae", "VAE")], widgets=[], outputs=[("LATENT", "LATENT")]),
+    "SaveImage": dict(inputs=[("images", "IMAGE")], widgets=["filename_prefix"], outputs=[]),
+    "LoadImage": dict(inputs=[], widgets=["image", None], outputs=[("IMAGE", "IMAGE"), ("MASK", "MASK")]),
+    "RandomNoise": dict(inputs=[], widgets=["noise_seed", CONTROL], outputs=[("NOISE", "NOISE")]),
+    "CFGGuider": dict(inputs=[("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING")],
+                      widgets=["cfg"], outputs=[("GUIDER", "GUIDER")]),
+    "SamplerCustomAdvanced": dict(inputs=[("noise", "NOISE"), ("guider", "GUIDER"), ("sampler", "SAMPLER"),
+                                          ("sigmas", "SIGMAS"), ("latent_image", "LATENT")],
+                                  widgets=[], outputs=[("output", "LATENT"), ("denoised_output", "LATENT")]),
+    # frontend-only (virtual): never in the API format
+    "MarkdownNote": dict(inputs=[], widgets=[None], outputs=[], virtual=True),
+}
+
+
+class Graph:
+    """A workflow graph that serialises to both the UI and the API format."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.nodes: list[dict] = []
+        self.links: list[list] = []  # [id, origin_id, origin_slot, target_id, target_slot, type]
+
+    def node(self, type_: str, title: str, pos, size, widgets=(), *, models=None, color=None) -> dict:
+        spec = NODE_TYPES[type_]
+        widgets = list(widgets)
+        if len(widgets) != len(spec["widgets"]):
+            raise ValueError(f"{type_} takes {len(spec['widgets'])} widget values, got {len(widgets)}")
+        properties = {}
+        if not spec.get("virtual"):
+            properties["cnr_id"] = PACK_ID if spec.get("ours") else "comfy-core"
+            properties["ver"] = pack_version() if spec.get("ours") else COMFY_VERSION
+            properties["Node name for S&R"] = type_
+        if models:
+            properties["models"] = [{"name": n, "url": u, "directory": d} for n, u, d in models]
+        node = {
+            "id": len(self.nodes) + 1, "type": type_, "pos": list(pos), "size": list(size), "flags": {},
+            "order": 0, "mode": 0,
+            "inputs": [{"name": n, "type": t, "link": None} for n, t in spec["inputs"]],
+            "outputs": [{"name": n, "type": t, "links": []} for n, t in spec["outputs"]],
+            "title": title, "properties": properties, "widgets_values": widgets,
+        }
+        if color:
+            node["color"], node["bgcolor"] = color
+        self.nodes.append(node)
+        return node
+
+    def link(self, src: dict, output: str, dst: dict, input_name: str) -> None:
+        slot = [o["name"] for o in src["outputs"]].index(output)
+        target_slot = [i["name"] for i in dst["inputs"]].index(input_name)
+        type_ = src["outputs"][slot]["type"]
+        if dst["inputs"][target_slot]["type"] != type_:
+            raise TypeError(f"{src['type']}.{output} ({type_}) -> {dst['type']}.{input_name}")
+        link_id = len(self.links) + 1
+        self.links.append([link_id, src["id"], slot, dst["id"], target_slot, type_])
+        dst["inputs"][target_slot]["link"] = link_id
+        src["outputs"][slot]["links"].append(link_id)
+
+    def _execution_order(self) -> list[dict]:
+        by_id = {n["id"]: n for n in self.nodes}
+        done: dict[int, int] = {}
+
+        def visit(n):
+            if n["id"] in done:
+                return
+            for i in n["inputs"]:
+                if i["link"] is not None:
+                    visit(by_id[self.links[i["link"] - 1][1]])
+            done[n["id"]] = len(done)
+
+        for n in self.nodes:
+            visit(n)
+        return sorted(self.nodes, key=lambda n: done[n["id"]])
+
+    def ui(self) -> dict:
+        for order, node in enumerate(self._execution_order()):
+            node["order"] = order
+        for node in self.nodes:
+            for out in node["outputs"]:
+                if not out["links"]:
+                    out["links"] = None
+        return {
+            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{PACK_ID}/workflows/{self.name}")),
+            "revision": 0,
+            "last_node_id": len(self.nodes),
+            "last_link_id": len(self.links),
+            "nodes": self.nodes,
+            "links": self.links,
+            "groups": [],
+            "config": {},
+            # no "ds" (saved view): the frontend then fits the whole graph into the window
+            "extra": {"frontendVersion": FRONTEND_VERSION},
+            "version": 0.4,
+        }
+
+    def api(self) -> dict:
+        prompt = {}
+        for node in self._execution_order():
+            spec = NODE_TYPES[node["type"]]
+            if spec.get("virtual"):
+                continue
+            inputs = {name: value for name, value in zip(spec["widgets"], node["widgets_values"]) if name}
+            for i in node["inputs"]:
+                if i["link"] is not None:
+                    _, origin, slot, *_ = self.links[i["link"] - 1]
+                    inputs[i["name"]] = [str(origin), slot]
+            prompt[str(node["id"])] = {"inputs": inputs, "class_type": node["type"], "_meta": {"title": node["title"]}}
+        return prompt
+
+
+# --- the workflows -------------------------------------------------------------------------
+PRESETS = [  # (file stem, model, steps): the published SD3.5 SwD LoRAs and their schedules
+    ("swd-sd3.5-large-6-steps", "large", 6),
+    ("swd-sd3.5-large-4-steps", "large", 4),
+    ("swd-sd3.5-medium-6-steps", "medium", 6),
+    ("swd-sd3.5-medium-4-steps", "medium", 4),
+]
+IMG2IMG_DENOISE = 0.8
+IMG2IMG_IMAGE = "example.png"  # ComfyUI ships input/example.png
+
+
+def preset_name(model: str, steps: int) -> str:
+    return f"SD3.5 {model.capitalize()}, {steps} steps"
+
+
+def lora_folder(model: str, steps: int) -> str:
+    return f"swd-{model}-{steps}-steps"
+
+
+def note_text(model: str, steps: int, extra: str = "") -> str:
+    ckpt, ckpt_url = CHECKPOINTS[model]
+    lora = lora_folder(model, steps)
+    repo = f"{HF}/stabilityai/stable-diffusion-3.5-{model}"
+    te = f"{HF}/stabilityai/stable-diffusion-3.5-large/tree/main/text_encoders"
+    rows = [
+        (f"`{ckpt}`", "`ComfyUI/models/checkpoints/`",
+         f"[{repo.removeprefix(HF + '/')}]({repo}) ([file]({ckpt_url}))"),
+        ("`clip_g.safetensors`, `clip_l.safetensors`, `t5xxl_fp16.safetensors`", "`ComfyUI/models/text_encoders/`",
+         f"[stable-diffusion-3.5-large / text_encoders]({te})"),
+        ("`adapter_model.safetensors` **and** `adapter_config.json`", f"`ComfyUI/models/loras/{lora}/`",
+         f"[yresearch/{lora}]({HF}/yresearch/{lora})"),
+    ]
+    table = "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows)
+    return f"""## SwD: SD3.5 {model.capitalize()}, {steps} steps
+
+Scale-wise distillation: each step predicts the clean latent, enlarges it and re-noises it,
+so this {RESOLUTION}x{RESOLUTION} image costs about two full-size steps. Needs the
+**{PACK_ID}** node pack.
+{extra}
+### Model files (download, then put them here)
+
+| file | folder | from |
+|---|---|---|
+{table}
+
+The Stability AI repositories are gated: accept the license on Hugging Face first.
+The checkpoint includes the VAE. Keep the LoRA's two files together in their folder
+(the loader reads `adapter_config.json` for the LoRA's scale), then pick
+`{lora}/adapter_model.safetensors` in **SwD LoRA Loader** (press `r` to refresh the lists).
+
+### Settings
+* **SwD Schedule** preset `{preset_name(model, steps)}` must match the LoRA.
+* cfg **1.0** (the LoRA is distilled without guidance; the negative prompt is then unused).
+* Any size works: the last step runs at the latent's size; the schedule's scales are relative.
+"""
+
+
+def build_txt2img(name: str, model: str, steps: int) -> Graph:
+    g = Graph(name)
+    ckpt, ckpt_url = CHECKPOINTS[model]
+    lora = lora_folder(model, steps)
+    lora_url = f"{HF}/yresearch/{lora}/resolve/main/adapter_model.safetensors"
+    g.node("MarkdownNote", "Model files", (-520, 0), (480, 700), [note_text(model, steps)], color=("#432", "#653"))
+    loader = g.node("CheckpointLoaderSimple", f"Load SD3.5 {model.capitalize()}", (0, 0), (380, 98), [ckpt],
+                    models=[(ckpt, ckpt_url, "checkpoints")])
+    clip = g.node("TripleCLIPLoader", "SD3.5 text encoders", (0, 150), (380, 130),
+                  [n for n, _ in TEXT_ENCODERS], models=[(n, u, "text_encoders") for n, u in TEXT_ENCODERS])
+    lora_name = f"{lora}/adapter_model.safetensors"
+    swd_lora = g.node("SwDLoraLoader", "SwD LoRA Loader", (0, 330), (380, 82), [lora_name, 1.0],
+                      models=[(lora_name, lora_url, "loras")])
+    schedule = g.node("SwDSchedule", "SwD Schedule", (0, 460), (380, 106),
+                      [preset_name(model, steps), CUSTOM_SCALES, CUSTOM_SIGMAS])
+    pos = g.node("CLIPTextEncode", "Positive Prompt", (430, 0), (420, 200), [PROMPT], color=("#232", "#353"))
+    neg = g.node("CLIPTextEncode", "Negative Prompt (unused at cfg 1)", (430, 250), (420, 120), [NEGATIVE],
+                 color=("#322", "#533"))
+    latent = g.node("EmptySD3LatentImage", "Empty SD3 Latent Image", (430, 420), (320, 106),
+                    [RESOLUTION, RESOLUTION, 1])
+    sampler = g.node("SwDSampler", "SwD Sampler", (900, 0), (320, 262), [SEED, "fixed", 1.0, "bicubic", 1.0])
+    decode = g.node("VAEDecode", "VAE Decode", (1260, 0), (210, 46))
+    save = g.node("SaveImage", "Save Image", (1260, 90), (560, 620), [f"swd/{name.removeprefix('swd-')}"])
+    g.link(loader, "MODEL", swd_lora, "model")
+    for enc in (pos, neg):
+        g.link(clip, "CLIP", enc, "clip")
+    g.link(swd_lora, "MODEL", sampler, "model")
+    g.link(pos, "CONDITIONING", sampler, "positive")
+    g.link(neg, "CONDITIONING", sampler, "negative")
+    g.link(latent, "LATENT", sampler, "latent_image")
+    g.link(schedule, "schedule", sampler, "schedule")
+    g.link(sampler, "LATENT", decode, "samples")
+    g.link(loader, "VAE", decode, "vae")
+    g.link(decode, "IMAGE", save, "images")
+    return g
+
+
+def build_img2img(name: str) -> Graph:
+    """Large 6 steps from an input image: LoadImage -> VAEEncode -> SwDSampler(denoise < 1)."""
+    g = build_txt2img(name, "large", 6)
+    by_type = {n["type"]: n for n in g.nodes}
+    latent = by_type["EmptySD3LatentImage"]
+    # replace the empty latent by the encoded image (same id keeps the layout simple)
+    latent_id = latent["id"]
+    g.nodes.remove(latent)
+    g.links = [link for link in g.links if link[1] != latent_id]
+    sampler = by_type["SwDSampler"]
+    sampler["inputs"][[i["name"] for i in sampler["inputs"]].index("latent_image")]["link"] = None
+    _renumber_links(g)
+    load = g.node("LoadImage", "Load Image (start image)", (430, 420), (320, 360), [IMG2IMG_IMAGE, "image"])
+    encode = g.node("VAEEncode", "VAE Encode", (430, 830), (210, 46))
+    g.link(load, "IMAGE", encode, "pixels")
+    g.link(by_type["CheckpointLoaderSimple"], "VAE", encode, "vae")
+    g.link(encode, "LATENT", sampler, "latent_image")
+    sampler["widgets_values"][4] = IMG2IMG_DENOISE
+    by_type["MarkdownNote"]["widgets_values"][0] = note_text("large", 6, extra=(
+        f"\n**Image-to-image**: the start image (Load Image) sets the output size; **denoise** "
+        f"{IMG2IMG_DENOISE} skips the steps whose sigma is above it and starts from the image, "
+        f"resized to the first remaining scale (lower = closer to the image).\n"))
+    by_type["SaveImage"]["widgets_values"][0] = "swd/large-6-steps-img2img"
+    return g
+
+
+def build_custom_advanced(name: str) -> Graph:
+    """Large 6 steps through SamplerCustomAdvanced with SamplerSwD and the schedule's SIGMAS."""
+    g = build_txt2img(name, "large", 6)
+    by_type = {n["type"]: n for n in g.nodes}
+    old = by_type["SwDSampler"]
+    g.nodes.remove(old)
+    g.links = [link for link in g.links if old["id"] not in (link[1], link[3])]
+    _renumber_links(g)
+    noise = g.node("RandomNoise", "RandomNoise", (900, 0), (320, 82), [SEED, "fixed"])
+    guider = g.node("CFGGuider", "CFGGuider", (900, 130), (320, 98), [1.0])
+    swd = g.node("SamplerSwD", "SamplerSwD", (900, 280), (320, 58), ["bicubic"])
+    sca = g.node("SamplerCustomAdvanced", "SamplerCustomAdvanced", (900, 390), (320, 106))
+    g.link(noise, "NOISE", sca, "noise")
+    g.link(by_type["SwDLoraLoader"], "MODEL", guider, "model")
+    pos, neg = [n for n in g.nodes if n["type"] == "CLIPTextEncode"]
+    g.link(pos, "CONDITIONING", guider, "positive")
+    g.link(neg, "CONDITIONING", guider, "negative")
+    g.link(guider, "GUIDER", sca, "guider")
+    g.link(by_type["SwDSchedule"], "schedule", swd, "schedule")
+    g.link(swd, "SAMPLER", sca, "sampler")
+    g.link(by_type["SwDSchedule"], "sigmas", sca, "sigmas")
+    g.link(by_type["EmptySD3LatentImage"], "LATENT", sca, "latent_image")
+    g.link(sca, "output", by_type["VAEDecode"], "samples")
+    by_type["MarkdownNote"]["widgets_values"][0] = note_text("large", 6, extra=(
+        "\n**SamplerCustomAdvanced**: SamplerSwD is the scale-wise sampler as a SAMPLER; the "
+        "SwD Schedule's `sigmas` go to SIGMAS; RandomNoise's seed seeds every scale's noise "
+        "(same picture as SwD Sampler with that seed).\n"))
+    by_type["SaveImage"]["widgets_values"][0] = "swd/large-6-steps-custom-advanced"
+    return g
+
+
+def _renumber_links(g: Graph) -> None:
+    """Give the remaining links ids 1..n and rewrite every reference to them."""
+    new_ids = {link[0]: i + 1 for i, link in enumerate(g.links)}
+    for link in g.links:
+        link[0] = new_ids[link[0]]
+    for node in g.nodes:
+        for i in node["inputs"]:
+            i["link"] = new_ids.get(i["link"]) if i["link"] is not None else None
+        for o in node["outputs"]:
+            o["links"] = [new_ids[x] for x in o["links"] if x in new_ids]
+    # re-pack the node ids too (1..n), so that last_node_id stays tight
+    id_map = {n["id"]: i + 1 for i, n in enumerate(g.nodes)}
+    for n in g.nodes:
+        n["id"] = id_map[n["id"]]
+    for link in g.links:
+        link[1], link[3] = id_map[link[1]], id_map[link[3]]
+
+
+def build_all() -> dict[str, Graph]:
+    graphs = {name: build_txt2img(name, model, steps) for name, model, steps in PRESETS}
+    graphs["swd-sd3.5-large-6-steps-img2img"] = build_img2img("swd-sd3.5-large-6-steps-img2img")
+    name = "swd-sd3.5-large-6-steps-sampler-custom-advanced"
+    graphs[name] = build_custom_advanced(name)
+    return graphs
+
+
+def render() -> dict[Path, str]:
+    """Every file this script writes, path -> text."""
+    files = {}
+    for name, graph in build_all().items():
+        files[OUT_DIR / f"{name}.json"] = json.dumps(graph.ui(), indent=2, ensure_ascii=False) + "\n"
+        files[API_DIR / f"{name}.json"] = json.dumps(graph.api(), indent=2, ensure_ascii=False) + "\n"
+    return files
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="only compare; exit 1 when a file differs")
+    args = parser.parse_args(argv)
+    files = render()
+    stale = [p for p, text in files.items() if not p.exists() or p.read_text() != text]
+    extra = [p for d in (OUT_DIR, API_DIR) if d.exists() for p in d.glob("*.json") if p not in files]
+    if args.check:
+        for p in stale + extra:
+            print(f"out of date: {p.relative_to(ROOT)}", file=sys.stderr)
+        return 1 if stale or extra else 0
+    for p in extra:
+        p.unlink()
+        print(f"removed {p.relative_to(ROOT)}")
+    for p in stale:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(files[p])
+        print(f"wrote {p.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,216 @@
+"""The shipped workflows in ComfyUI's real frontend: headless Chromium (Debian's `chromium`)
+driven by Playwright, on the frontend the test server serves.
+
+* each shipped workflow loads without a missing-node or error dialog, the frontend's
+  ``app.graphToPrompt()`` gives exactly its API file, and re-serialising the graph gives
+  back the file's widget values (so the files' widget order is the frontend's);
+* the model files a workflow names are announced in the frontend's "missing models" dialog
+  with their download links (they are missing here), and are gone once the stand-ins are in;
+* one workflow is queued from the browser and its image appears on the SaveImage node;
+  a screenshot is kept in test-artifacts/;
+* a workflow with an unknown node type does raise the missing-node dialog, so the checks
+  above can fail.
+
+Chromium: ``apt-get install -y chromium`` (.ci/run does it). ``playwright install`` is not
+used: it downloads browsers, which these machines cannot.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import sync_playwright
+
+from harness import standin_workflow
+from harness.paths import ARTIFACTS
+from harness.shipped_workflows import NAMES, api, ui
+
+CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+QUEUED = "swd-sd3.5-large-6-steps-sampler-custom-advanced"
+SIZE = 256  # the queued run's size (the full-size run is in test_workflows.py)
+
+DIALOGS_JS = """() => Array.from(document.querySelectorAll('.p-dialog'))
+    .filter(d => d.getClientRects().length > 0).map(d => d.innerText)"""
+LOAD_JS = """async (wf) => {
+    await window.app.loadGraphData(wf);
+    const p = await window.app.graphToPrompt();
+    const nodes = window.app.graph.serialize().nodes;
+    return {
+        output: p.output,
+        widgets: Object.fromEntries(nodes.map(n => [n.id, n.widgets_values ?? []])),
+        types: Object.fromEntries(window.app.graph.nodes.map(n => [n.id, n.type])),
+        errors: window.app.graph.nodes.filter(n => n.has_errors).map(n => n.id),
+    };
+}"""
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: install it with `apt-get install -y chromium`")
+    status, _ = server.post("/settings/Comfy.TutorialCompleted", True)  # no first-run template dialog
+    assert status == 200
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        pg = browser.new_page(viewport={"width": 2400, "height": 1300})
+        pg.page_errors = []  # uncaught exceptions in the page
+        pg.on("pageerror", lambda e: pg.page_errors.append(str(e)))
+        pg.goto(server.url)
+        pg.wait_for_function("window.app && window.app.vueAppReady && window.app.graph", timeout=180_000)
+        assert dialogs(pg) == [], "a dialog is open before any workflow was loaded"
+        try:
+            yield pg
+        finally:
+            browser.close()
+
+
+def dialogs(pg) -> list[str]:
+    return pg.evaluate(DIALOGS_JS)
+
+
+def wait_dialogs(pg, expect_some: bool, timeout=10.0) -> list[str]:
+    """The open dialogs: once one shows (``expect_some``), else after the frontend had time to show one."""
+    if not expect_some:
+        pg.wait_for_timeout(1500)
+        return dialogs(pg)
+    deadline = time.time() + timeout
+    while not dialogs(pg) and time.time() < deadline:
+        pg.wait_for_timeout(100)
+    return dialogs(pg)
+
+
+def close_dialogs(pg) -> None:
+    for _ in range(5):
+        if not dialogs(pg):
+            return
+        pg.keyboard.press("Escape")
+        pg.wait_for_timeout(200)
+    assert dialogs(pg) == [], "dialogs do not close"
+
+
+def load(pg, workflow: dict) -> dict:
+    return pg.evaluate(LOAD_JS, workflow)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_frontend_loads_the_workflow_and_gives_its_api_file(server, page, name):
+    info = server.object_info()
+    shipped = ui(name)
+    # as shipped: the frontend's own conversion equals the API file
+    loaded = load(page, shipped)
+    assert loaded["output"] == api(name)
+    assert loaded["errors"] == []
+    for node in shipped["nodes"]:
+        assert loaded["types"][str(node["id"])] == node["type"]
+        assert loaded["widgets"][str(node["id"])] == node["widgets_values"], f"node {node['id']} ({node['type']})"
+    # its model files are missing here: the frontend lists them with their download links
+    have = standin_workflow.available_models(info)
+    models = [m for n in shipped["nodes"] for m in n["properties"].get("models", [])]
+    missing = [m["name"] for m in models if m["name"] not in have[m["directory"]]]
+    shown = wait_dialogs(page, expect_some=bool(missing))
+    text = "\n".join(shown)
+    assert "missing nodes" not in text.lower()
+    if missing:
+        assert "Missing Models" in text and all(f"{m['directory']} / {m['name']}" in text
+                                                for m in models if m["name"] in missing), text
+    else:
+        assert shown == []
+    close_dialogs(page)
+    # with the stand-ins swapped in: no dialog at all, and the prompt is use_standins(API file)
+    loaded = load(page, standin_workflow.use_standins_ui(shipped, info))
+    assert wait_dialogs(page, expect_some=False) == []
+    assert loaded["errors"] == []
+    assert loaded["output"] == standin_workflow.use_standins(api(name), info)
+    assert page.page_errors == []
+
+
+def test_frontend_queues_the_workflow_and_shows_the_image(server, page):
+    info = server.object_info()
+    workflow = standin_workflow.use_standins_ui(ui(QUEUED), info)
+    load(page, workflow)
+    assert wait_dialogs(page, expect_some=False) == []
+    seed = 20250 + int(time.time()) % 1000  # a fresh seed: the server must not answer from its cache
+    page.evaluate("""([size, seed]) => {
+        for (const n of app.graph.nodes) {
+            if (n.type === 'EmptySD3LatentImage') {
+                n.widgets.find(w => w.name === 'width').value = size;
+                n.widgets.find(w => w.name === 'height').value = size;
+            }
+            if (n.type === 'RandomNoise') n.widgets.find(w => w.name === 'noise_seed').value = seed;
+        }
+    }""", [SIZE, seed])
+    with page.expect_response(lambda r: r.url.endswith("/api/prompt") and r.request.method == "POST") as sent:
+        page.evaluate("async () => { await app.queuePrompt(0); }")
+    assert sent.value.status == 200, sent.value.text()
+    prompt_id = sent.value.json()["prompt_id"]
+    save_id = next(n["id"] for n in workflow["nodes"] if n["type"] == "SaveImage")
+    shown = f"(app.graph.getNodeById({save_id}).imgs || []).filter(i => i.naturalWidth > 0).length > 0"
+    page.wait_for_function(shown, timeout=300_000)
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(ARTIFACTS / f"browser-{QUEUED}.png"))
+    src, width, height = page.evaluate(
+        f"(() => {{ const i = app.graph.getNodeById({save_id}).imgs[0]; "
+        f"return [i.src, i.naturalWidth, i.naturalHeight]; }})()")
+    assert (width, height) == (SIZE, SIZE)
+    # the server ran what the browser sent: the API file with stand-ins, size and seed changed
+    history = server.history(prompt_id)
+    assert history["status"]["status_str"] == "success"
+    expected = standin_workflow.use_standins(api(QUEUED), info)
+    for node in expected.values():
+        if node["class_type"] == "EmptySD3LatentImage":
+            node["inputs"].update(width=SIZE, height=SIZE)
+        if node["class_type"] == "RandomNoise":
+            node["inputs"]["noise_seed"] = seed
+    assert history["prompt"][2] == expected
+    image = history["outputs"][str(save_id)]["images"][0]
+    assert f"filename={image['filename']}" in src
+    assert (Path(server.output_dir) / image["subfolder"] / image["filename"]).is_file()
+    assert page.page_errors == []
+
+
+def test_frontend_reports_a_missing_node_type(server, page):
+    """The checks above can fail: an unknown node type raises the missing-node dialog."""
+    workflow = standin_workflow.use_standins_ui(ui("swd-sd3.5-large-6-steps"), server.object_info())
+    renamed = next(n for n in workflow["nodes"] if n["type"] == "SwDSampler")
+    renamed["type"] = "SwDSamplerNotInstalled"
+    loaded = load(page, workflow)
+    shown = wait_dialogs(page, expect_some=True)
+    page.screenshot(path=str(ARTIFACTS / "browser-missing-node.png"))
+    assert any("missing nodes" in d.lower() and "SwDSamplerNotInstalled" in d for d in shown), shown
+    assert loaded["errors"] == [renamed["id"]]
+    assert loaded["output"][str(renamed["id"])]["class_type"] is None
+    status, response = server.queue(loaded["output"])  # and the server refuses such a prompt
+    assert status == 400, response
+    assert response["error"]["type"] == "invalid_prompt" and "does not exist" in response["error"]["message"], response
+    close_dialogs(page)
+    # and the same workflow with the real type loads cleanly in the same page
+    renamed["type"] = "SwDSampler"
+    assert load(page, workflow)["errors"] == []
+    assert wait_dialogs(page, expect_some=False) == []
+    assert json.dumps(page.page_errors) == "[]"
+
+
+def test_frontend_template_browser_offers_the_workflows(server, page):
+    """Templates > Extensions > swd-scalewise lists the pack's workflows/ folder and opens them."""
+    close_dialogs(page)
+    page.get_by_text("Templates", exact=True).first.click()
+    browser = page.locator(".p-dialog").filter(has_text="Templates")
+    browser.get_by_text("swd-scalewise", exact=True).first.click()
+    for name in NAMES:
+        browser.get_by_text(name, exact=True).first.wait_for(timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "browser-templates.png"))
+    name = "swd-sd3.5-large-6-steps"
+    browser.get_by_text(name, exact=True).first.click()
+    types = sorted(n["type"] for n in ui(name)["nodes"])
+    same = "(t) => JSON.stringify(window.app.graph.nodes.map(n => n.type).sort()) === JSON.stringify(t)"
+    page.wait_for_function(same, arg=types, timeout=30_000)
+    assert page.evaluate("async () => (await window.app.graphToPrompt()).output") == api(name)
+    close_dialogs(page)  # the missing-models dialog (the real files are not here)
+    assert page.page_errors == []

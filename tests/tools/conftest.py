@@ -1,0 +1,2 @@
+"""The tools tier: ComfyUI fixtures (``host``, ``server``) from the harness."""
+from harness.fixtures import host, server  # noqa: F401  (pytest fixtures)

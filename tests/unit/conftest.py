@@ -1,0 +1,1 @@
+"""The unit tier: ``swd_core`` only. Nothing here (or in these tests) may import ComfyUI."""
