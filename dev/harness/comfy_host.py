@@ -79,7 +79,8 @@ class Host(ComfyHost):
         if not valid[0]:
             raise PromptInvalid(valid[1], valid[3])
         server = _RecordingServer()
-        executor = execution.PromptExecutor(server, cache_type=execution.CacheType.CLASSIC, cache_args={"ram": 0})
+        cache_args = {"ram": 0, "ram_inactive": 0}  # ComfyUI 0.33+ also reads ram_inactive
+        executor = execution.PromptExecutor(server, cache_type=execution.CacheType.CLASSIC, cache_args=cache_args)
         executor.execute(prompt, prompt_id, {"client_id": "test"}, valid[2])
         return executor, server.messages
 
