@@ -9,14 +9,16 @@ what the host hands the pack (``extra_args``, the callback dict) still has the k
 reads. So a newer host shows each breakage as one failing test named after the symbol.
 
 Two more tests keep the list honest: an AST scan of the pack's source fails on a
-``comfy*``/``folder_paths``/``latent_preview``/``comfy_api`` name that is not listed, and on a
-listed name the pack no longer uses. The last tests feed the checker wrong entries and
+``comfy*``/``folder_paths``/``latent_preview``/``comfy_api`` name that is not listed (also such
+a name written as a string, as ``swd_core`` names host classes), and on a listed name the pack
+no longer uses. The last tests feed the checker wrong entries and
 sources and assert that each is reported.
 """
 from __future__ import annotations
 
 import ast
 import builtins
+import dataclasses
 import importlib
 import inspect
 import re
@@ -30,6 +32,9 @@ import pytest
 DATA = Path(__file__).with_name("comfy_symbols.toml")
 ROOT = Path(__file__).resolve().parents[2]
 PACK_SOURCES = [ROOT / "__init__.py", *sorted((ROOT / "nodes").glob("*.py"))]
+# host-independent code names host classes only as strings ("comfy.model_base.SD3")
+STRING_SOURCES = [*PACK_SOURCES, *sorted((ROOT / "swd_core").glob("*.py"))]
+DOTTED_HOST_NAME = re.compile(r"(comfy|comfy_api|folder_paths|latent_preview)(\.\w+)+")
 HOST_MODULES = ("comfy", "comfy_api", "folder_paths", "latent_preview")
 KINDS = {"module", "callable", "class", "attribute", "instance_attribute", "dict_keys", "text_in"}
 
@@ -107,6 +112,8 @@ def check(entry: dict) -> None:
         return {"dict_keys": _check_dict_keys, "text_in": _check_text_in,
                 "instance_attribute": _check_instance_attribute}[kind](entry)
     owner, obj = resolve(name)
+    if entry.get("dataclass") and not dataclasses.is_dataclass(obj):
+        raise SymbolMismatch(f"{name}: is no longer a dataclass (the pack reads its fields)")
     if kind == "module":
         if not inspect.ismodule(obj):
             raise SymbolMismatch(f"{name}: is a {type(obj).__name__}, not a module")
@@ -280,6 +287,18 @@ def host_names_used(sources: dict[str, str]) -> set[str]:
     return used
 
 
+def host_names_in_strings(texts: list[str]) -> set[str]:
+    """String constants that are whole dotted host names (``"comfy.model_base.SD3"``)."""
+    return {node.value for text in texts for node in ast.walk(ast.parse(text))
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)
+            and DOTTED_HOST_NAME.fullmatch(node.value)}
+
+
+def pack_host_names() -> set[str]:
+    return host_names_used(pack_sources()) | host_names_in_strings(
+        [p.read_text(encoding="utf-8") for p in STRING_SOURCES])
+
+
 def pack_sources() -> dict[str, str]:
     return {("__init__" if p.name == "__init__.py" and p.parent == ROOT else
              "nodes" if p.name == "__init__.py" else f"nodes.{p.stem}"): p.read_text(encoding="utf-8")
@@ -319,12 +338,12 @@ def test_list_is_well_formed():
 
 def test_every_host_name_the_pack_uses_is_listed():
     listed = {e["name"] for e in SYMBOLS}
-    unlisted = sorted(host_names_used(pack_sources()) - listed)
+    unlisted = sorted(pack_host_names() - listed)
     assert not unlisted, f"the pack uses host names missing from {DATA.name}: {unlisted}"
 
 
 def test_every_listed_name_is_still_used():
-    used = host_names_used(pack_sources())
+    used = pack_host_names()
     stale = sorted(e["name"] for e in SYMBOLS if e["reached"] == "name" and e["name"] not in used)
     assert not stale, f"{DATA.name} lists names the pack no longer uses: {stale}"
 
@@ -372,6 +391,16 @@ def test_scan_reports_an_unlisted_host_name():
         "comfy.samplers.NewHelper", "comfy_api.latest.io.NewType.Input", "comfy_api.latest.io.Custom(T).Output",
         "comfy_api.latest.Input",
     } - listed
+
+
+def test_scan_reports_a_host_class_named_in_a_string():
+    found = host_names_in_strings(['FAMILIES = (("X", ("comfy.model_base.NewModel",)),)\n"""comfy.model_base.SD3 in prose"""\n'])
+    assert found == {"comfy.model_base.NewModel"}
+
+
+def test_checker_reports_a_class_that_is_no_longer_a_dataclass(comfy_imported):
+    with pytest.raises(SymbolMismatch, match="no longer a dataclass"):
+        check({"name": "comfy.samplers.CFGGuider", "kind": "class", "dataclass": True})
 
 
 def test_resolve_reaches_a_type_made_by_a_call(comfy_imported):
