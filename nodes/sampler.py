@@ -33,8 +33,37 @@ def model_family(base_model, node: str) -> swd_core.ModelFamily:
     """The SwD family of ComfyUI's ``BaseModel`` (``model_patcher.model``); refuses other models."""
     family = swd_core.family_of_comfy_model(type(base_model))
     if family is None:
-        raise swd_core.SwDError(f"{node}: {families.unsupported_model_message(type(base_model))}")
+        model_type = type(getattr(base_model, "model_config", None) or base_model).__name__
+        raise swd_core.SwDError(f"{node}: {families.unsupported_model_message(type(base_model), model_type)}")
     return family
+
+
+def _closure_value(fn, name: str):
+    """The value of the free variable ``name`` of a closure ``fn`` (``None`` if it has none)."""
+    code = getattr(fn, "__code__", None)
+    if code is None or name not in code.co_freevars or not fn.__closure__:
+        return None
+    try:
+        return fn.__closure__[code.co_freevars.index(name)].cell_contents
+    except ValueError:  # an empty cell
+        return None
+
+
+def check_model_patches(model_options: dict, node: str) -> None:
+    """Refuse host patches that cannot follow a latent whose size changes every step.
+
+    The stock APG node with momentum keeps a running average of the guidance from the
+    previous step and adds it to this step's: at the second scale the sizes differ and
+    torch fails with a bare shape error.
+    """
+    for fn in model_options.get("sampler_pre_cfg_function", []):
+        momentum = _closure_value(fn, "momentum")
+        if getattr(fn, "__module__", "").endswith("nodes_apg") and momentum:
+            raise swd_core.SwDError(
+                f"{node}: the model has APG with momentum {momentum}, which adds the guidance of the previous "
+                f"step to this one's; SwD changes the latent's size every step, so they cannot be added: "
+                f"set APG's momentum to 0"
+            )
 
 
 def check_latent_shape(samples: torch.Tensor, node: str) -> None:
@@ -96,6 +125,7 @@ def sample_swd(model, x, sigmas, extra_args=None, callback=None, disable=None, *
     if mismatch:
         log.warning("%s: %s", node, mismatch)
     _check_conds(guider)
+    check_model_patches(extra_args.get("model_options", {}), node)
     check_latent_shape(x, node)
     channels = base_model.latent_format.latent_channels
     if x.shape[1] != channels:

@@ -47,11 +47,15 @@ def family_of_comfy_model(model_class: type) -> ModelFamily | None:
     return next((f for f in FAMILIES if name in f.comfy_models), None)
 
 
-def unsupported_model_message(model_class: type) -> str:
-    """Why a model of ``model_class`` is refused, naming the model type and what is supported."""
+def unsupported_model_message(model_class: type, model_type: str | None = None) -> str:
+    """Why a model of ``model_class`` is refused, naming the model type and what is supported.
+
+    ``model_type``: the host's name for the detected model where the class is generic
+    (ComfyUI's model config, e.g. ``"SD15"`` for ``comfy.model_base.BaseModel``).
+    """
     supported = ", ".join(f"{f.name} ({', '.join(f.comfy_models)})" for f in FAMILIES)
-    return (f"the model is {model_class.__name__} ({comfy_model_name(model_class)}), which has no SwD "
-            f"schedule here; SwD runs on {supported}")
+    return (f"the model is {model_type or model_class.__name__} ({comfy_model_name(model_class)}), which has "
+            f"no SwD schedule here; SwD runs on {supported}")
 
 
 def family_mismatch_message(schedule_family: str | None, model_family: ModelFamily) -> str | None:
