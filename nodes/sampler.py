@@ -54,8 +54,18 @@ def check_model_patches(model_options: dict, node: str) -> None:
 
     The stock APG node with momentum keeps a running average of the guidance from the
     previous step and adds it to this step's: at the second scale the sizes differ and
-    torch fails with a bare shape error.
+    torch fails with a bare shape error. EasyCache/LazyCache compare each step's input with
+    the previous step's: with a new size every step they can skip nothing, and on FLUX
+    (ComfyUI 0.3.75) they fail with a shape error at the third scale.
     """
+    cache = model_options.get("transformer_options", {}).get("easycache")
+    if cache is not None:
+        name = getattr(cache, "name", "EasyCache")
+        raise swd_core.SwDError(
+            f"{node}: the model has {name}, which reuses a step's output when the input changed little "
+            f"since the previous step; SwD changes the latent's size every step, so {name} can skip "
+            f"nothing (and fails on some models): remove the {name} node"
+        )
     for fn in model_options.get("sampler_pre_cfg_function", []):
         momentum = _closure_value(fn, "momentum")
         if getattr(fn, "__module__", "").endswith("nodes_apg") and momentum:

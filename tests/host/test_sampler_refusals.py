@@ -72,6 +72,13 @@ def test_apg_with_momentum_is_refused_and_without_it_runs(host, model, prompts):
     assert out.shape == (1, 16, 32, 32) and torch.isfinite(out).all()
 
 
+@pytest.mark.parametrize("node", ["EasyCache", "LazyCache"])
+def test_step_caches_are_refused(host, model, prompts, node):
+    cached = host.node(node).execute(model, 0.2, 0.15, 0.95, False).args[0]
+    with pytest.raises(host.swd_core.SwDError, match=f"SwD Sampler: the model has {node}, .* can skip nothing"):
+        swd(host, cached, prompts, empty(1, 16, 32, 32))
+
+
 def test_downscale_ratio_spacial_goes_to_fix_empty_latent_channels_where_accepted(host, model, prompts, monkeypatch):
     import comfy.sample
 
