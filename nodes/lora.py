@@ -23,7 +23,7 @@ import folder_paths
 
 from .. import swd_core
 from ..swd_core import lora as swd_lora
-from ._api import io, ui
+from ._api import io, schema, ui
 
 NODE = "SwD LoRA Loader"
 LORA_SUFFIXES = (".safetensors", ".sft")
@@ -153,10 +153,11 @@ def load_swd_lora(model, name: str, strength: float):
 class SwDLoraLoader(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
+        return schema(
             node_id="SwDLoraLoader",
             display_name=NODE,
-            category="loaders",
+            category="model/loaders",
+            search_aliases=["SwD", "scale-wise", "scale-wise distillation", "distillation", "PEFT LoRA"],
             description=(
                 "Loads an SwD LoRA (PEFT folder with adapter_config.json + adapter_model.safetensors, "
                 "as released on Hugging Face, or one .safetensors file) onto SD3.5 with PEFT's exact "

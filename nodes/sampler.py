@@ -7,9 +7,12 @@ The latent handed to ComfyUI is the *final* size: ComfyUI budgets model memory f
 shape (its progressive LCM upscale sampler starts small and under-budgets); `sample_swd`
 shrinks the latent to the first scale itself.
 """
+import inspect
+import logging
 import math
 
 import torch
+from tqdm.auto import tqdm
 
 import comfy.model_management
 import comfy.sample
@@ -18,9 +21,80 @@ import comfy.utils
 import latent_preview
 
 from .. import swd_core
-from ._api import SwDScheduleType, io
+from ..swd_core import families
+from ._api import SwDScheduleType, io, schema, ui
 
 NODE_SAMPLER = "SwD Sampler"
+NODE_SAMPLER_SAMPLER = "SwD Sampler (SAMPLER)"
+log = logging.getLogger("swd")
+
+
+def model_family(base_model, node: str) -> swd_core.ModelFamily:
+    """The SwD family of ComfyUI's ``BaseModel`` (``model_patcher.model``); refuses other models."""
+    family = swd_core.family_of_comfy_model(type(base_model))
+    if family is None:
+        model_type = type(getattr(base_model, "model_config", None) or base_model).__name__
+        raise swd_core.SwDError(f"{node}: {families.unsupported_model_message(type(base_model), model_type)}")
+    return family
+
+
+def _closure_value(fn, name: str):
+    """The value of the free variable ``name`` of a closure ``fn`` (``None`` if it has none)."""
+    code = getattr(fn, "__code__", None)
+    if code is None or name not in code.co_freevars or not fn.__closure__:
+        return None
+    try:
+        return fn.__closure__[code.co_freevars.index(name)].cell_contents
+    except ValueError:  # an empty cell
+        return None
+
+
+def check_model_patches(model_options: dict, node: str) -> None:
+    """Refuse host patches that cannot follow a latent whose size changes every step.
+
+    The stock APG node with momentum keeps a running average of the guidance from the
+    previous step and adds it to this step's: at the second scale the sizes differ and
+    torch fails with a bare shape error. EasyCache/LazyCache compare each step's input with
+    the previous step's: with a new size every step they can skip nothing, and on FLUX
+    (ComfyUI 0.3.75) they fail with a shape error at the third scale.
+    """
+    cache = model_options.get("transformer_options", {}).get("easycache")
+    if cache is not None:
+        name = getattr(cache, "name", "EasyCache")
+        raise swd_core.SwDError(
+            f"{node}: the model has {name}, which reuses a step's output when the input changed little "
+            f"since the previous step; SwD changes the latent's size every step, so {name} can skip "
+            f"nothing (and fails on some models): remove the {name} node"
+        )
+    for fn in model_options.get("sampler_pre_cfg_function", []):
+        momentum = _closure_value(fn, "momentum")
+        if getattr(fn, "__module__", "").endswith("nodes_apg") and momentum:
+            raise swd_core.SwDError(
+                f"{node}: the model has APG with momentum {momentum}, which adds the guidance of the previous "
+                f"step to this one's; SwD changes the latent's size every step, so they cannot be added: "
+                f"set APG's momentum to 0"
+            )
+
+
+def check_latent_shape(samples: torch.Tensor, node: str) -> None:
+    if samples.ndim != 4:
+        raise swd_core.SwDError(
+            f"{node}: the latent is {samples.ndim}-D {tuple(samples.shape)}; SwD samples image latents "
+            f"[batch, channels, height, width] (video and audio latents are not supported)"
+        )
+
+
+def fix_empty_latent_channels(model, latent: dict) -> torch.Tensor:
+    """``comfy.sample.fix_empty_latent_channels`` as the stock samplers call it.
+
+    Newer ComfyUI's empty-latent nodes add ``downscale_ratio_spacial`` to the LATENT and its
+    samplers pass it on (popped from the output); the installed signature decides.
+    """
+    fix = comfy.sample.fix_empty_latent_channels
+    ratio = latent.pop("downscale_ratio_spacial", None)
+    if ratio is not None and "downscale_ratio_spacial" in inspect.signature(fix).parameters:
+        return fix(model, latent["samples"], downscale_ratio_spacial=ratio)
+    return fix(model, latent["samples"])
 
 
 def _check_conds(guider) -> None:
@@ -36,7 +110,8 @@ def _check_conds(guider) -> None:
 
 @torch.no_grad()
 def sample_swd(model, x, sigmas, extra_args=None, callback=None, disable=None, *,
-               schedule: swd_core.Schedule, upscale_method: str = swd_core.DEFAULT_UPSCALE_METHOD):
+               schedule: swd_core.Schedule, upscale_method: str = swd_core.DEFAULT_UPSCALE_METHOD,
+               node: str = NODE_SAMPLER_SAMPLER, noise_input: bool = True):
     """ComfyUI sampler function (k-diffusion signature) running `swd_core.sample_scalewise`.
 
     ``x`` is ``KSAMPLER``'s noised latent at the final size; it only gives the shape, device
@@ -44,8 +119,10 @@ def sample_swd(model, x, sigmas, extra_args=None, callback=None, disable=None, *
     latent) resized with ``area`` to the first scale and noised at ``sigmas[0]``. Noise: one
     CPU generator seeded with ``extra_args["seed"]`` draws the first-scale noise, then one
     tensor per re-noise (the noise stream of diffusers' FlowMatchLCMScheduler pipelines).
-    The NOISE input's full-size tensor is not shrunk, which would change its statistics;
-    an all-zero one (DisableNoise) disables noise.
+    The NOISE input's full-size tensor is not used (shrinking it would change its statistics,
+    and SwD needs fresh noise at every scale); an all-zero one (``DisableNoise``, ``add_noise``
+    off) is refused when ``noise_input`` says it came from the user. ``disable`` turns off
+    the console progress bar, as in k-diffusion's samplers; ``node`` names the node in errors.
     """
     extra_args = {} if extra_args is None else extra_args
     if extra_args.get("denoise_mask") is not None:
@@ -53,27 +130,45 @@ def sample_swd(model, x, sigmas, extra_args=None, callback=None, disable=None, *
                                 "latent size and the scale-wise sampler changes it")
     guider = model.inner_model
     base_model = guider.inner_model
+    family = model_family(base_model, node)
+    mismatch = families.family_mismatch_message(schedule.family, family)
+    if mismatch:
+        log.warning("%s: %s", node, mismatch)
     _check_conds(guider)
+    check_model_patches(extra_args.get("model_options", {}), node)
+    check_latent_shape(x, node)
     channels = base_model.latent_format.latent_channels
     if x.shape[1] != channels:
         raise swd_core.SwDError(
             f"the latent has {x.shape[1]} channels but the model expects {channels}: use "
             f"EmptySD3LatentImage (16 channels) or a VAE that matches the model"
         )
+    if noise_input and torch.count_nonzero(model.noise) == 0:
+        raise swd_core.SwDError(
+            f"{node}: the noise is all zeros (DisableNoise, or add_noise off in SamplerCustom): SwD re-noises "
+            f"the prediction with fresh noise at every scale, so without noise the model would get "
+            f"(1 - sigma) * x0; use RandomNoise (SwD draws its noise from that seed)"
+        )
     sigmas = sigmas.to(torch.float32)
-    scales = swd_core.align_sigmas(schedule, sigmas.tolist())
+    latent_image = model.latent_image
+    if float(sigmas[0]) < 1 and (latent_image is None or torch.count_nonzero(latent_image) == 0):
+        raise swd_core.SwDError(
+            f"{node}: the sigmas start at {float(sigmas[0]):.4f} (< 1) but the latent is empty: text-to-image "
+            f"needs the schedule's own sigmas, starting at 1.0; for image-to-image (the second half of a "
+            f"SplitSigmas) connect a VAE Encode latent"
+        )
+    scales = swd_core.scales_for_sigmas(schedule, sigmas.tolist())
     patch = getattr(base_model.diffusion_model, "patch_size", 2)
+    if isinstance(patch, bool) or not isinstance(patch, int):
+        raise swd_core.SwDError(f"{node}: the model's patch_size is {patch!r}, not one square patch side "
+                                f"(a video model?); SwD samples image models")
     sizes = swd_core.latent_sizes(scales, x.shape[-2], x.shape[-1], patch)
 
     seed = extra_args.get("seed") or 0
-    if torch.count_nonzero(model.noise) == 0:
-        def noise(shape):
-            return torch.zeros(tuple(shape), device=x.device, dtype=x.dtype)
-    else:
-        noise = swd_core.generator_noise(torch.Generator().manual_seed(seed), x.device, x.dtype)
+    noise = swd_core.generator_noise(torch.Generator().manual_seed(seed), x.device, x.dtype)
 
     model_sampling = base_model.model_sampling
-    start = comfy.utils.common_upscale(model.latent_image, sizes[0][1], sizes[0][0], "area", "disabled")
+    start = comfy.utils.common_upscale(latent_image, sizes[0][1], sizes[0][0], "area", "disabled")
     x = model_sampling.noise_scaling(sigmas[0], noise((x.shape[0], x.shape[1], *sizes[0])), start.to(x))
 
     def denoiser(x, sigma):
@@ -86,13 +181,21 @@ def sample_swd(model, x, sigmas, extra_args=None, callback=None, disable=None, *
     def noise_scaling(sigma, eps, x0):
         return model_sampling.noise_scaling(sigma, eps, x0)
 
-    return swd_core.sample_scalewise(denoiser, x, sigmas, sizes, noise, resize, noise_scaling, callback)
+    with tqdm(total=len(sizes), disable=disable) as bar:
+        def on_step(d):
+            bar.update()
+            if callback is not None:
+                callback(d)
+
+        return swd_core.sample_scalewise(denoiser, x, sigmas, sizes, noise, resize, noise_scaling, on_step)
 
 
-def swd_ksampler(schedule: swd_core.Schedule, upscale_method: str) -> comfy.samplers.KSAMPLER:
+def swd_ksampler(schedule: swd_core.Schedule, upscale_method: str, node: str = NODE_SAMPLER_SAMPLER,
+                 noise_input: bool = True) -> comfy.samplers.KSAMPLER:
     if upscale_method not in swd_core.UPSCALE_METHODS:
         raise swd_core.SwDError(f"unknown upscale_method {upscale_method!r}; use one of {swd_core.UPSCALE_METHODS}")
-    return comfy.samplers.KSAMPLER(sample_swd, extra_options={"schedule": schedule, "upscale_method": upscale_method})
+    return comfy.samplers.KSAMPLER(sample_swd, extra_options={"schedule": schedule, "upscale_method": upscale_method,
+                                                              "node": node, "noise_input": noise_input})
 
 
 def _upscale_input():
@@ -107,13 +210,17 @@ def _schedule_input():
     return SwDScheduleType.Input("schedule", tooltip="From SwD Schedule: latent size and sigma of every step.")
 
 
+SEARCH_ALIASES = ["SwD", "scale-wise", "scale-wise distillation", "distillation"]
+
+
 class SwDSampler(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
+        return schema(
             node_id="SwDSampler",
             display_name=NODE_SAMPLER,
-            category="sampling",
+            category="model/sampling",
+            search_aliases=[*SEARCH_ALIASES, "KSampler"],
             description=(
                 "KSampler for scale-wise distilled models (SwD LoRA on SD3.5): each step predicts the "
                 "clean latent, enlarges it to the next scale and re-noises it, so a 1024 px image "
@@ -130,8 +237,8 @@ class SwDSampler(io.ComfyNode):
                 ),
                 _schedule_input(),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                             tooltip="Noise seed; the same seed gives the same picture as diffusers' SwD "
-                                     "pipeline with torch.Generator().manual_seed(seed)."),
+                             tooltip="Noise seed: the same seed gives the same picture as a diffusers SwD "
+                                     "loop drawing from torch.Generator().manual_seed(seed) (see README)."),
                 io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01,
                                tooltip="Classifier-free guidance. SwD LoRAs are distilled for 1.0 (no "
                                        "guidance, one model call per step); above 1 doubles the cost."),
@@ -147,13 +254,15 @@ class SwDSampler(io.ComfyNode):
     @classmethod
     def execute(cls, model, positive, negative, latent_image, schedule, seed, cfg, upscale_method,
                 denoise=1.0) -> io.NodeOutput:
+        family = model_family(model.model, NODE_SAMPLER)
         if not math.isfinite(cfg):
             raise swd_core.SwDError(f"cfg must be a finite number, got {cfg}")
         if latent_image.get("noise_mask") is not None:
             raise swd_core.SwDError("the latent has a noise_mask (inpainting), which the scale-wise sampler "
                                     "does not support")
+        check_latent_shape(latent_image["samples"], NODE_SAMPLER)
         latent = latent_image.copy()
-        latent["samples"] = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
+        latent["samples"] = fix_empty_latent_channels(model, latent)
         schedule = swd_core.truncate_for_denoise(schedule, denoise)
         if schedule.sigmas[0] < 1 and torch.count_nonzero(latent["samples"]) == 0:
             raise swd_core.SwDError(
@@ -165,26 +274,33 @@ class SwDSampler(io.ComfyNode):
         guider.set_conds(positive, negative)
         guider.set_cfg(cfg)
         sigmas = torch.tensor(schedule.sigmas, dtype=torch.float32)
-        noise = comfy.sample.prepare_noise(latent["samples"], seed, latent.get("batch_index"))
+        # sample_swd draws all of its noise from the seed, per scale; the full-size NOISE tensor
+        # KSAMPLER wants is only a shape, so no noise is drawn for it (batch_index: see README).
+        placeholder = torch.zeros_like(latent["samples"])
         callback = latent_preview.prepare_callback(model, len(sigmas) - 1)
-        samples = guider.sample(noise, latent["samples"], swd_ksampler(schedule, upscale_method), sigmas,
-                                callback=callback, disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
+        sampler = swd_ksampler(schedule, upscale_method, node=NODE_SAMPLER, noise_input=False)
+        samples = guider.sample(placeholder, latent["samples"], sampler, sigmas, callback=callback,
+                                disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
         latent["samples"] = samples.to(comfy.model_management.intermediate_device())
+        mismatch = families.family_mismatch_message(schedule.family, family)
+        if mismatch:
+            return io.NodeOutput(latent, ui=ui.PreviewText(f"Warning: {mismatch}"))
         return io.NodeOutput(latent)
 
 
 class SamplerSwD(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
+        return schema(
             node_id="SamplerSwD",
-            display_name="SamplerSwD",
-            category="sampling/custom_sampling/samplers",
+            display_name=NODE_SAMPLER_SAMPLER,
+            category="model/sampling/samplers",
+            search_aliases=[*SEARCH_ALIASES, "SamplerSwD"],
             description=(
                 "The scale-wise SwD sampler as a SAMPLER for SamplerCustom / SamplerCustomAdvanced. "
                 "Connect the SwD Schedule's sigmas as SIGMAS (or the second half of a SplitSigmas "
                 "of them for image-to-image); the latent's size is the final size. The noise is "
-                "drawn from the NOISE input's seed at each scale."
+                "drawn from the NOISE input's seed at each scale (RandomNoise; DisableNoise is refused)."
             ),
             inputs=[_schedule_input(), _upscale_input()],
             outputs=[io.Sampler.Output()],

@@ -2,7 +2,7 @@
 import torch
 
 from .. import swd_core
-from ._api import SwDScheduleType, io
+from ._api import SwDScheduleType, io, schema
 
 DEFAULT_SCALES = "32, 48, 64, 80, 96, 128"
 DEFAULT_SIGMAS = "1.0, 0.9454, 0.8959, 0.7904, 0.7371, 0.6022, 0"
@@ -11,10 +11,11 @@ DEFAULT_SIGMAS = "1.0, 0.9454, 0.8959, 0.7904, 0.7371, 0.6022, 0"
 class SwDSchedule(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
+        return schema(
             node_id="SwDSchedule",
             display_name="SwD Schedule",
-            category="sampling/custom_sampling/schedulers",
+            category="model/sampling/schedulers",
+            search_aliases=["SwD", "scale-wise", "scale-wise distillation", "distillation", "scales"],
             description=(
                 "Scale-wise distillation schedule: the latent size and noise level of every step. "
                 "Presets are the published SD3.5 schedules (yandex-research/swd); 'custom' reads "
@@ -39,7 +40,8 @@ class SwDSchedule(io.ComfyNode):
                 ),
             ],
             outputs=[
-                SwDScheduleType.Output(display_name="schedule", tooltip="For SwD Sampler and SamplerSwD."),
+                SwDScheduleType.Output(display_name="schedule",
+                                       tooltip="For SwD Sampler and SwD Sampler (SAMPLER)."),
                 io.Sigmas.Output(display_name="sigmas", tooltip="The schedule's sigmas, for stock sampling nodes."),
             ],
         )

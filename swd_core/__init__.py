@@ -1,18 +1,20 @@
 """Host-independent SwD (scale-wise distillation) code: schedules, the sampling loop, LoRA scales.
 
-Imports nothing from ComfyUI; ``swd_core.pipeline`` (the diffusers entry point) imports
-diffusers lazily.
+Imports nothing from ComfyUI; ``swd_core.diffusers_run`` (the diffusers entry point, `run`)
+imports diffusers lazily. ``swd_core.families`` is the table of model families SwD runs on.
 """
 from .errors import SwDError
+from .families import FAMILIES, ModelFamily, family_of_comfy_model
 from .schedules import (
     CUSTOM,
     DEFAULT_PRESET,
     PRESETS,
     Schedule,
-    align_sigmas,
     get_schedule,
     latent_sizes,
     parse_schedule,
+    scales_for_sigmas,
+    schedule_from_values,
     truncate_for_denoise,
 )
 from .sampling import (
@@ -23,11 +25,11 @@ from .sampling import (
     interpolate,
     sample_scalewise,
 )
-from .pipeline import SwDPipelineOutput, run
+from .diffusers_run import SwDPipelineOutput, run
 
 __all__ = [
-    "CUSTOM", "DEFAULT_PRESET", "DEFAULT_UPSCALE_METHOD", "PRESETS", "Schedule", "SwDError",
-    "UPSCALE_METHODS", "align_sigmas", "flow_noise_scaling", "generator_noise", "get_schedule",
-    "interpolate", "latent_sizes", "parse_schedule", "run", "sample_scalewise", "SwDPipelineOutput",
-    "truncate_for_denoise",
+    "CUSTOM", "DEFAULT_PRESET", "DEFAULT_UPSCALE_METHOD", "FAMILIES", "ModelFamily", "PRESETS", "Schedule",
+    "SwDError", "UPSCALE_METHODS", "family_of_comfy_model", "flow_noise_scaling", "generator_noise",
+    "get_schedule", "interpolate", "latent_sizes", "parse_schedule", "run", "sample_scalewise",
+    "scales_for_sigmas", "schedule_from_values", "SwDPipelineOutput", "truncate_for_denoise",
 ]

@@ -2,7 +2,7 @@
 
 The loop only needs callables: a denoiser ``(x, sigma) -> x0``, a resize, a noise source and
 a noise-scaling rule. ComfyUI's adapter (``nodes/sampler.py``) supplies its own model
-wrapper, upscale helper and ``model_sampling.noise_scaling``; ``pipeline.py`` supplies
+wrapper, upscale helper and ``model_sampling.noise_scaling``; ``diffusers_run.py`` supplies
 diffusers'.
 """
 from __future__ import annotations
@@ -45,9 +45,13 @@ def generator_noise(generator: torch.Generator, device: torch.device | str = "cp
 
     Drawing on the CPU makes a seed give the same noise on every device, and the draws
     follow each other in one stream (diffusers' ``randn_tensor`` with a CPU generator).
+    ``device="cpu"`` is explicit so that a default device set elsewhere
+    (``torch.set_default_device("cuda")`` by another node pack) cannot move the draw off
+    the generator's device.
     """
     def draw(shape: Sequence[int]) -> torch.Tensor:
-        return torch.randn(tuple(shape), generator=generator, dtype=torch.float32).to(device=device, dtype=dtype)
+        draw = torch.randn(tuple(shape), generator=generator, device="cpu", dtype=torch.float32)
+        return draw.to(device=device, dtype=dtype)
     return draw
 
 

@@ -2,7 +2,7 @@
 
 A schedule of ``N`` steps has ``N`` scales ``s_0 < ... < s_{N-1}`` (latent side lengths, x8 for
 pixels, at the published 1024x1024 target) and ``N + 1`` sigmas ``1 = σ_0 > ... > σ_{N-1} > σ_N = 0``.
-Step ``i`` runs the model at scale ``s_i`` and noise level ``σ_i`` (Starodumov et al., SwD,
+Step ``i`` runs the model at scale ``s_i`` and noise level ``σ_i`` (Starodubcev et al., SwD,
 arXiv:2503.16397).
 """
 from __future__ import annotations
@@ -14,7 +14,9 @@ from typing import Sequence
 
 from .errors import SwDError
 
-#: Largest latent side we accept (SD3's position embedding covers 192 patches = 384 latents).
+#: Largest scale we accept in a schedule: a bound on typed-in values (1024 latent pixels = 8192 px),
+#: not a model limit; each model's own limit applies when it runs (SD3's position embedding
+#: covers 192 patches = 384 latent pixels).
 MAX_LATENT_SIDE = 1024
 #: Longest schedule we accept; the published ones have 4 or 6 steps.
 MAX_STEPS = 64
@@ -62,11 +64,14 @@ class Schedule:
             once a target size is given (see `latent_sizes`).
         sigmas: noise levels, one more than `scales`, strictly decreasing, ending in 0.
         name: the preset name, or ``"custom"``.
+        family: the model family (``swd_core.families``) the schedule was published for,
+            e.g. ``"SD3.5"``; ``None`` for custom schedules.
     """
 
     scales: tuple[int, ...]
     sigmas: tuple[float, ...]
     name: str = "custom"
+    family: str | None = None
 
     def __post_init__(self):
         validate(self.scales, self.sigmas)
@@ -81,23 +86,23 @@ class Schedule:
         return f"{self.name}: scales [{scales}], sigmas [{sigmas}]"
 
 
-# Published SD3.5 schedules (../shared/SWD_NOTES.md). Names are part of saved workflows: never
+# Published SD3.5 schedules (yandex-research/swd READMEs and model cards). Names are part of saved workflows: never
 # rename one, add a new name instead.
 PRESETS: dict[str, Schedule] = {
     s.name: s
     for s in (
         Schedule((32, 48, 64, 80, 96, 128), (1.0, 0.9454, 0.8959, 0.7904, 0.7371, 0.6022, 0.0),
-                 "SD3.5 Large, 6 steps"),
+                 "SD3.5 Large, 6 steps", "SD3.5"),
         Schedule((64, 80, 96, 128), (1.0, 0.8959, 0.7371, 0.6022, 0.0),
-                 "SD3.5 Large, 4 steps"),
+                 "SD3.5 Large, 4 steps", "SD3.5"),
         Schedule((64, 80, 96, 128), (1.0, 0.8956, 0.7363, 0.6007, 0.0),
-                 "SD3.5 Large, 4 steps (README code sigmas)"),
+                 "SD3.5 Large, 4 steps (README code sigmas)", "SD3.5"),
         Schedule((32, 48, 64, 80, 96, 128), (1.0, 0.9454, 0.8959, 0.7904, 0.7371, 0.6022, 0.0),
-                 "SD3.5 Medium, 6 steps"),
+                 "SD3.5 Medium, 6 steps", "SD3.5"),
         Schedule((64, 80, 96, 128), (1.0, 0.8959, 0.7371, 0.6022, 0.0),
-                 "SD3.5 Medium, 4 steps"),
+                 "SD3.5 Medium, 4 steps", "SD3.5"),
         Schedule((32, 64, 96, 128), (1.0, 0.9454, 0.7904, 0.6022, 0.0),
-                 "SD3.5 Medium, 4 steps (first README)"),
+                 "SD3.5 Medium, 4 steps (first README)", "SD3.5"),
     )
 }
 CUSTOM = "custom"
@@ -126,21 +131,25 @@ def parse_numbers(text: str, what: str) -> list[float]:
 
 
 def parse_schedule(scales_text: str, sigmas_text: str) -> Schedule:
-    """A custom `Schedule` from text, as the upstream READMEs write it.
+    """A custom `Schedule` from text, as the upstream READMEs write it (see `schedule_from_values`)."""
+    return schedule_from_values(parse_numbers(scales_text, "scales"), parse_numbers(sigmas_text, "sigmas"))
 
-    ``sigmas_text`` may omit the trailing 0 (the first README lists one sigma per step,
+
+def schedule_from_values(raw_scales: Sequence[float], raw_sigmas: Sequence[float]) -> Schedule:
+    """A custom `Schedule` from numbers (scales may be floats that are whole numbers).
+
+    ``raw_sigmas`` may omit the trailing 0 (the first README lists one sigma per step,
     the newer one adds the final 0); both give the same schedule.
     """
-    raw_scales = parse_numbers(scales_text, "scales")
     scales = []
     for s in raw_scales:
-        if not s.is_integer():
+        if not float(s).is_integer():
             raise SwDError(f"scales: {s:g} is not a whole number of latent pixels")
         if not 1 <= s <= MAX_LATENT_SIDE:
             raise SwDError(f"scales: {s:g} is outside 1..{MAX_LATENT_SIDE} latent pixels (x8 for image pixels)")
         scales.append(int(s))
-    sigmas = parse_numbers(sigmas_text, "sigmas")
-    if len(sigmas) == len(scales) and sigmas[-1] != 0:
+    sigmas = [float(s) for s in raw_sigmas]
+    if sigmas and len(sigmas) == len(scales) and sigmas[-1] != 0:
         sigmas.append(0.0)
     return Schedule(tuple(scales), tuple(sigmas))
 
@@ -199,14 +208,15 @@ def truncate_for_denoise(schedule: Schedule, denoise: float) -> Schedule:
         if sigma <= denoise + 1e-9:
             if i == 0:
                 return schedule
-            return Schedule(schedule.scales[i:], schedule.sigmas[i:], f"{schedule.name} from step {i + 1}")
+            return Schedule(schedule.scales[i:], schedule.sigmas[i:], f"{schedule.name} from step {i + 1}",
+                            schedule.family)
     raise SwDError(
         f"denoise {denoise} is below every step's sigma of {schedule.name} (lowest "
         f"{schedule.sigmas[-2]}): nothing would change; raise denoise"
     )
 
 
-def align_sigmas(schedule: Schedule, sigmas: list[float]) -> tuple[int, ...]:
+def scales_for_sigmas(schedule: Schedule, sigmas: list[float]) -> tuple[int, ...]:
     """The scales that go with ``sigmas`` coming from elsewhere (a stock scheduler, ``SplitSigmas``).
 
     If ``sigmas`` is a tail of the schedule's own sigmas (image-to-image with the second half

@@ -101,13 +101,13 @@ def test_truncate_for_denoise():
         core.truncate_for_denoise(six, 0.5)
 
 
-def test_align_sigmas():
+def test_scales_for_sigmas():
     six = core.PRESETS["SD3.5 Large, 6 steps"]
-    assert core.align_sigmas(six, list(six.sigmas)) == six.scales
-    assert core.align_sigmas(six, [0.7904, 0.7371, 0.6022, 0.0]) == (80, 96, 128)
-    assert core.align_sigmas(six, [1, 0.9, 0.8, 0.7, 0.6, 0.5, 0]) == six.scales  # same step count
+    assert core.scales_for_sigmas(six, list(six.sigmas)) == six.scales
+    assert core.scales_for_sigmas(six, [0.7904, 0.7371, 0.6022, 0.0]) == (80, 96, 128)
+    assert core.scales_for_sigmas(six, [1, 0.9, 0.8, 0.7, 0.6, 0.5, 0]) == six.scales  # same step count
     with pytest.raises(SwDError, match="do not fit the schedule"):
-        core.align_sigmas(six, [1.0, 0.5, 0.0])
+        core.scales_for_sigmas(six, [1.0, 0.5, 0.0])
 
 
 # --- property tests -------------------------------------------------------------------------

@@ -26,7 +26,7 @@ import torch
 
 from .errors import SwDError
 from .sampling import DEFAULT_UPSCALE_METHOD, UPSCALE_METHODS, generator_noise, interpolate, sample_scalewise
-from .schedules import DEFAULT_PRESET, PRESETS, Schedule, latent_sizes
+from .schedules import DEFAULT_PRESET, PRESETS, Schedule, get_schedule, latent_sizes, schedule_from_values
 
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 
@@ -71,16 +71,6 @@ def _floats(values, what: str) -> list[float]:
         raise SwDError(f"{what} must be a list or 1-D tensor of numbers, got {values!r}") from e
 
 
-def _scales(values) -> tuple[int, ...]:
-    out = []
-    for s in _floats(values, "scales"):
-        if not math.isfinite(s) or not s.is_integer():
-            raise SwDError(f"scales: {s:g} is not a whole number of latent pixels "
-                           f"(scales are latent sizes, x8 for pixels)")
-        out.append(int(s))
-    return tuple(out)
-
-
 def resolve_schedule(preset: str | None = None, scales=None, sigmas=None, timesteps=None) -> Schedule:
     """The `Schedule` `run` uses: a preset name, or ``scales`` + ``sigmas`` as the READMEs give them.
 
@@ -88,28 +78,25 @@ def resolve_schedule(preset: str | None = None, scales=None, sigmas=None, timest
     ``timesteps`` are only checked: they must be ``1000 * sigma`` for every step; the first
     README's ``timesteps = sigmas[:-1] * 1000`` with ``sigmas`` given without the trailing 0
     (one value short) is accepted as that README's way of writing the same schedule.
+    Parsing and validation are the ComfyUI node's (`schedules.schedule_from_values`).
     """
+    short_form = False
     if preset is not None:
         if scales is not None or sigmas is not None:
             raise SwDError("give either preset or scales and sigmas, not both")
         if preset not in PRESETS:
             raise SwDError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
-        schedule = PRESETS[preset]
-        short_form = False
+        schedule = get_schedule(preset)
     elif scales is None and sigmas is None:
-        schedule = PRESETS[DEFAULT_PRESET]
-        short_form = False
+        schedule = get_schedule(DEFAULT_PRESET)
     elif scales is None or sigmas is None:
         missing = "scales" if scales is None else "sigmas"
         raise SwDError(f"{missing} missing: give scales and sigmas together, or a preset "
                        f"({', '.join(PRESETS)})")
     else:
-        scale_list = _scales(scales)
-        sigma_list = _floats(sigmas, "sigmas")
+        scale_list, sigma_list = _floats(scales, "scales"), _floats(sigmas, "sigmas")
         short_form = len(sigma_list) == len(scale_list) and bool(sigma_list) and sigma_list[-1] != 0
-        if short_form:
-            sigma_list.append(0.0)
-        schedule = Schedule(scale_list, tuple(sigma_list))
+        schedule = schedule_from_values(scale_list, sigma_list)
     if timesteps is not None:
         given = _floats(timesteps, "timesteps")
         expected = [1000.0 * s for s in schedule.sigmas[:-1]]
