@@ -3,8 +3,17 @@
 Imports nothing from ComfyUI; ``swd_core.diffusers_run`` (the diffusers entry point, `run`)
 imports diffusers lazily. ``swd_core.families`` is the table of model families SwD runs on.
 """
+from .diffusers_run import SwDPipelineOutput, run
 from .errors import SwDError
 from .families import FAMILIES, ModelFamily, family_of_comfy_model
+from .sampling import (
+    DEFAULT_UPSCALE_METHOD,
+    UPSCALE_METHODS,
+    flow_noise_scaling,
+    generator_noise,
+    interpolate,
+    sample_scalewise,
+)
 from .schedules import (
     CUSTOM,
     DEFAULT_PRESET,
@@ -17,15 +26,6 @@ from .schedules import (
     schedule_from_values,
     truncate_for_denoise,
 )
-from .sampling import (
-    DEFAULT_UPSCALE_METHOD,
-    UPSCALE_METHODS,
-    flow_noise_scaling,
-    generator_noise,
-    interpolate,
-    sample_scalewise,
-)
-from .diffusers_run import SwDPipelineOutput, run
 
 __all__ = [
     "CUSTOM", "DEFAULT_PRESET", "DEFAULT_UPSCALE_METHOD", "FAMILIES", "ModelFamily", "PRESETS", "Schedule",

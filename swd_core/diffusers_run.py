@@ -19,8 +19,9 @@ diffusers is imported only when `run` is called: ``import swd_core`` needs torch
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 

@@ -45,7 +45,6 @@ class ComfyHost:
 
         # isort: split
         import folder_paths
-
         import nodes
 
         load_extra_path_config(str(extra_paths))

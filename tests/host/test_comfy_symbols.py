@@ -24,10 +24,10 @@ import inspect
 import re
 import sys
 import textwrap
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 DATA = Path(__file__).with_name("comfy_symbols.toml")
 ROOT = Path(__file__).resolve().parents[2]
@@ -385,7 +385,8 @@ def test_scan_reports_an_unlisted_host_name():
     sources = pack_sources()
     sources["nodes.extra"] = ("import comfy.samplers\nfrom ._api import io\nfrom comfy_api.latest import Input\n"
                               "X = io.Custom('T')\n"
-                              "def f(m):\n    return comfy.samplers.NewHelper(m), io.NewType.Input('a'), X.Output(), Input\n")
+                              "def f(m):\n"
+                              "    return comfy.samplers.NewHelper(m), io.NewType.Input('a'), X.Output(), Input\n")
     listed = {e["name"] for e in SYMBOLS}
     assert host_names_used(sources) - listed == {
         "comfy.samplers.NewHelper", "comfy_api.latest.io.NewType.Input", "comfy_api.latest.io.Custom(T).Output",
@@ -394,7 +395,8 @@ def test_scan_reports_an_unlisted_host_name():
 
 
 def test_scan_reports_a_host_class_named_in_a_string():
-    found = host_names_in_strings(['FAMILIES = (("X", ("comfy.model_base.NewModel",)),)\n"""comfy.model_base.SD3 in prose"""\n'])
+    source = 'FAMILIES = (("X", ("comfy.model_base.NewModel",)),)\n"""comfy.model_base.SD3 in prose"""\n'
+    found = host_names_in_strings([source])
     assert found == {"comfy.model_base.NewModel"}
 
 
