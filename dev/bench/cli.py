@@ -19,11 +19,13 @@ import sys
 import time
 from pathlib import Path
 
+from harness import paths
+from harness.paths import ROOT
+
 from .cases import REQUIRED_VARIANTS, VARIANTS
 from .report import BENCHMARKS, render_section, update_benchmarks
-from .runner import ROOT, run_cases
+from .runner import run_cases
 
-DEV = Path(__file__).resolve().parents[1]  # on PYTHONPATH: `bench` and `harness` import from here
 RESULTS_DIR = ROOT / "bench" / "results"
 
 
@@ -55,7 +57,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", type=Path, help="markdown file (default BENCHMARKS.md; tiny: "
                                              "bench/results/BENCHMARKS-tiny.md; '-': none)")
     ap.add_argument("--json", type=Path, help="raw results (default bench/results/<mode>[-tiny].json)")
-    ap.add_argument("--comfyui", type=Path, default=Path(os.environ.get("COMFYUI_PATH", ROOT / ".host" / "ComfyUI")))
+    ap.add_argument("--comfyui", type=Path, default=paths.COMFYUI)
     return ap
 
 
@@ -74,7 +76,7 @@ def sdpa_pass(args, child_json: Path) -> list[dict]:
             child += [flag, str(value)]
     child += ["--tiny"] if args.tiny else []
     print("\nsecond pass, ComfyUI with --use-pytorch-cross-attention:", " ".join(child[1:]), flush=True)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(DEV), os.environ.get("PYTHONPATH")])))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(paths.DEV), os.environ.get("PYTHONPATH")])))
     subprocess.run(child, check=True, env=env)
     return json.loads(child_json.read_text())["cases"]
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import torch
 
+from harness.paths import BENCHMARKS_MD as BENCHMARKS
+
 from .cases import FAMILIES, VARIANTS, family_of
 from .flops import predicted_speedup
 
-ROOT = Path(__file__).resolve().parents[2]  # TODO harness.paths
-BENCHMARKS = ROOT / "BENCHMARKS.md"
 BEGIN, END = "<!-- bench:{}:begin -->", "<!-- bench:{}:end -->"
 MODES = ("cpu", "gpu")
 #: how the report names the command that made it: the launcher, and what the launcher runs

@@ -5,16 +5,15 @@ import datetime
 import gc
 import time
 from dataclasses import asdict, replace
-from pathlib import Path
 
 import torch
+
+from harness.paths import ROOT
 
 from .cases import BASELINE_STEPS, REQUIRED_VARIANTS, VARIANTS, cases_for, family_of
 from .family import Case
 from .flops import image_tokens, predicted_speedup, token_power_ratio
 from .measure import CpuLoad, PeakMemory, Stat, machine_info, sync, versions
-
-ROOT = Path(__file__).resolve().parents[2]  # TODO harness.paths
 
 
 class CaseBench:

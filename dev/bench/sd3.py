@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
+from harness.reference import sd3 as reference_sd3
+
 from .family import Case
 from .flops import FlopModel
 
@@ -120,8 +122,9 @@ def flop_model_of_comfy(mmdit) -> FlopModel:
 
 def build_models(case: Case, device: torch.device, dtype: torch.dtype, seed: int = 0):
     """Random ``SD3Transformer2DModel`` on ``device`` and the same weights in ComfyUI (a ModelPatcher)."""
-    import comfy.sd
     from diffusers import SD3Transformer2DModel
+
+    import comfy.sd
 
     old = torch.get_default_dtype()
     with torch.random.fork_rng(devices=[]):
@@ -173,22 +176,11 @@ def conditioning(batch: int, text_tokens: int, generator: torch.Generator) -> Co
 
 def reference_latents(transformer, schedule, sizes, inputs: dict, *, batch: int, seed: int,
                       device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """The diffusers SwD loop (model-space latents ``(B, 16, h, w)`` at ``sizes[-1]``); ``inputs`` are
-    :meth:`Conditioning.reference_kwargs`, moved to the device once, outside the timed run."""
-    from diffusers import FlowMatchLCMScheduler
-    from diffusers.utils.torch_utils import randn_tensor
-
-    first = sizes[0][0]
-    scheduler = FlowMatchLCMScheduler(shift=1.0, scale_factors=[s[0] / first for s in sizes[1:]],
-                                      upscale_mode="bicubic")
-    scheduler.set_timesteps(sigmas=list(schedule.sigmas[:-1]), device=device)
-    generator = torch.Generator().manual_seed(seed)
-    latents = randn_tensor((batch, LATENT_CHANNELS, *sizes[0]), generator=generator, device=device, dtype=dtype)
-    for t in scheduler.timesteps:
-        v = transformer(hidden_states=latents, timestep=t.expand(batch), encoder_hidden_states=inputs["prompt_embeds"],
-                        pooled_projections=inputs["pooled"], return_dict=False)[0]
-        latents = scheduler.step(v, t, latents, generator=generator, return_dict=False)[0]
-    return latents
+    """The diffusers SwD loop (``harness.reference.sd3``; model-space latents ``(B, 16, h, w)`` at
+    ``sizes[-1]``); ``inputs`` are :meth:`Conditioning.reference_kwargs`, moved to the device once,
+    outside the timed run."""
+    return reference_sd3.swd_latents(transformer, schedule.sigmas, sizes, inputs["prompt_embeds"], inputs["pooled"],
+                                     batch=batch, seed=seed, device=device, dtype=dtype)
 
 
 def reference_attention(transformer) -> str:

@@ -14,13 +14,13 @@ import sys
 
 import pytest
 import torch
-from bench import cases, report, runner, sd3
-from bench.flops import image_tokens, predicted_speedup, token_power_ratio
 from diffusers import SD3Transformer2DModel
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from conftest import COMFYUI, ROOT
+from bench import cases, report, runner, sd3
+from bench.flops import image_tokens, predicted_speedup, token_power_ratio
+from harness.paths import COMFYUI, DEV, PYLIB, ROOT
 
 SIX = "SD3.5 Large, 6 steps"
 
@@ -156,7 +156,7 @@ def test_cli_tiny_cpu_run(tmp_path):
     """`python -m bench --tiny` as scripts/dev.py runs it: report, JSON, and (where ComfyUI's attention
     is not PyTorch SDPA, its CPU default) the second pass in a child process."""
     out, raw = tmp_path / "B.md", tmp_path / "r.json"
-    env = dict(os.environ, COMFYUI_PATH=str(COMFYUI), PYTHONPATH=str(ROOT / "dev"))
+    env = dict(os.environ, COMFYUI_PATH=str(COMFYUI), PYTHONPATH=os.pathsep.join([str(DEV), str(PYLIB)]))
     # the full-size baselines are covered in-process above; here only what the CLI adds
     proc = subprocess.run([sys.executable, "-m", "bench", "--tiny", "--reps", "1", "--warmup", "0",
                            "--variants", "swd,bare,diffusers", "--retries", "0", "--out", str(out), "--json", str(raw)],
