@@ -56,9 +56,23 @@ def _inside_loras(real: Path) -> bool:
     return any(real.is_relative_to(Path(root).resolve()) for root in folder_paths.get_folder_paths("loras"))
 
 
+def unmatched_keys(state_dict: dict, key_map: dict) -> list[str]:
+    """Keys of the LoRA file that ``comfy.lora.load_lora`` would skip: no module name of the key map
+    is a ``.``-prefix of them (it reads ``{module}.lora_A.weight``, ``{module}.alpha``, ... per
+    module of ``key_map``). Computed from the names, before anything is loaded."""
+    modules = set(key_map)
+    unmatched = []
+    for key in state_dict:
+        parts = key.split(".")
+        if not any(".".join(parts[:i]) in modules for i in range(1, len(parts))):
+            unmatched.append(key)
+    return unmatched
+
+
 @contextlib.contextmanager
 def _capture_unloaded_keys(into: list[str]):
-    """Collect ComfyUI's 'lora key not loaded' warnings (it only logs keys that patch nothing)."""
+    """A second guard: ComfyUI's own 'lora key not loaded' warnings while `load_lora` runs
+    (seen only where the log level lets warnings through; `unmatched_keys` is the real check)."""
     class Handler(logging.Handler):
         def emit(self, record):
             msg = record.getMessage()
@@ -67,14 +81,33 @@ def _capture_unloaded_keys(into: list[str]):
 
     handler = Handler(logging.WARNING)
     root = logging.getLogger()
-    level = root.level
-    root.setLevel(min(level, logging.WARNING))  # so that `--verbose ERROR` cannot hide them
     root.addHandler(handler)
     try:
         yield
     finally:
         root.removeHandler(handler)
-        root.setLevel(level)
+
+
+def _refuse_unmatched(name: str, keys: list[str]) -> None:
+    shown = ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+    raise swd_core.SwDError(
+        f"{len(keys)} key(s) of {name!r} match no weight of this model ({shown}): the LoRA is for "
+        f"another model or in an unknown layout"
+    )
+
+
+def _check_targets_exist(patches: dict, model_state: dict) -> None:
+    """Refuse patches for weights the model lacks (ComfyUI's SD3 key map lists SD3.5 Medium's
+    ``attn2`` for every model of the family, so a Medium LoRA maps even where no such weight is)."""
+    missing = sorted({(k[0] if isinstance(k, tuple) else k) for k in patches} - set(model_state))
+    if missing:
+        dual = any(".attn2." in m for m in missing)
+        hint = (" — an SD3.5 Medium (MMDiT-X, dual attention 'attn2') LoRA on a model without dual attention, "
+                "such as SD3.0 Medium or SD3.5 Large" if dual else ": this LoRA was made for another model")
+        raise swd_core.SwDError(
+            f"the LoRA patches {len(missing)} weight(s) this model does not have ({', '.join(missing[:3])}"
+            f"{' ...' if len(missing) > 3 else ''}){hint}"
+        )
 
 
 def _check_shapes(patches: dict, model_state: dict) -> None:
@@ -131,20 +164,28 @@ def load_swd_lora(model, name: str, strength: float):
         log.warning("[swd] %s: %s", name, scale_note)
     key_map = comfy.lora.model_lora_keys_unet(model.model, {})
     state_dict = comfy.lora_convert.convert_lora(state_dict)
+    unmatched = unmatched_keys(state_dict, key_map)
+    if unmatched:
+        _refuse_unmatched(name, unmatched)
     unloaded: list[str] = []
     with _capture_unloaded_keys(unloaded):
         patches = comfy.lora.load_lora(state_dict, key_map)
     if unloaded:
-        shown = ", ".join(unloaded[:5]) + (f" and {len(unloaded) - 5} more" if len(unloaded) > 5 else "")
-        raise swd_core.SwDError(
-            f"{len(unloaded)} key(s) of {name!r} match no weight of this model ({shown}): the LoRA is for "
-            f"another model or in an unknown layout"
-        )
+        _refuse_unmatched(name, unloaded)
     if not patches:
         raise swd_core.SwDError(f"{name!r} patches nothing in this model")
-    _check_shapes(patches, model.model_state_dict())
+    model_state = model.model_state_dict()
+    _check_targets_exist(patches, model_state)
+    _check_shapes(patches, model_state)
     patched = model.clone()
     applied = patched.add_patches(patches, strength)
+    skipped = set(patches) - set(applied)
+    if skipped:  # the input model is untouched: only the discarded clone got the other patches
+        names = sorted(str(k[0] if isinstance(k, tuple) else k) for k in skipped)
+        raise swd_core.SwDError(
+            f"ComfyUI applied {len(applied)} of the {len(patches)} patches of {name!r} (not: {', '.join(names[:3])}"
+            f"{' ...' if len(names) > 3 else ''}): refusing a partly applied LoRA"
+        )
     report = f"{NODE}: {name}: patched {len(applied)} weights at strength {strength:g}; {scale_note}"
     log.info("[swd] %s", report)
     return patched, report

@@ -5,7 +5,7 @@
     python3 scripts/dev.py test     # set everything up, run the whole test suite (every tier)
     python3 scripts/dev.py test --fast     # the fast tiers only: tests/unit + tests/host
     python3 scripts/dev.py test tests/unit -k schedule   # pytest arguments pass through
-    python3 scripts/dev.py lint     # ruff check (import order, bugbear, pyflakes, pycodestyle)
+    python3 scripts/dev.py lint     # ruff check (import order, bugbear, ...) + `comfy node validate`
     python3 scripts/dev.py setup    # only set up
     python3 scripts/dev.py bench [args]      # benchmarks (see BENCHMARKS.md; --help for options)
     python3 scripts/dev.py soak [args]       # the long soak test (dev/soak.py)
@@ -186,7 +186,10 @@ def main(argv: list[str]) -> int:
     if command == "test":
         return subprocess.call([py, "-m", "pytest", *test_args(rest)], env=env, cwd=ROOT)
     if command == "lint":
-        return subprocess.call([py, "-m", "ruff", "check", *(rest or ["."])], env=env, cwd=ROOT)
+        code = subprocess.call([py, "-m", "ruff", "check", *(rest or ["."])], env=env, cwd=ROOT)
+        # the Comfy Registry's own checks of pyproject.toml and the code (comfy-cli, from PyPI)
+        comfy = [str(VENV / "bin" / "comfy"), "--skip-prompt", "--no-enable-telemetry", "node", "validate"]
+        return code or subprocess.call(comfy, env=env, cwd=ROOT)
     module = {"demo": "demo", "bench": "bench", "soak": "soak", "workflows": "make_workflows"}[command]
     return subprocess.call([py, "-m", module, *rest], env=env, cwd=ROOT)
 

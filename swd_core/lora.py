@@ -89,41 +89,62 @@ def read_adapter_config(path: Path):
         raise SwDError(f"{path.name} describes a {str(raw.get('peft_type'))[:100]} adapter; only LoRA is supported")
     if raw.get("use_dora"):
         raise SwDError(f"{path.name}: DoRA adapters (use_dora) are not supported; ComfyUI cannot apply PEFT's DoRA")
-    r, alpha = raw.get("r", 8), raw.get("lora_alpha", raw.get("r", 8))
-    if not _rank(r):
-        raise SwDError(f"{path.name}: r must be a whole number in 1..{MAX_RANK}, got {str(r)[:100]}")
-    if not _finite_number(alpha):
-        raise SwDError(f"{path.name}: lora_alpha must be a finite number, got {str(alpha)[:100]}")
-    rslora = raw.get("use_rslora", False)
-    if not isinstance(rslora, bool):
-        raise SwDError(f"{path.name}: use_rslora must be true or false, got {str(rslora)[:100]}")
-    patterns = {}
+    # Only the fields present are passed on: PEFT's LoraConfig fills every default itself
+    # (lora_alpha 8, r 8, use_rslora false, no patterns), as PeftModel.from_pretrained does.
+    fields = {}
+    if "r" in raw:
+        if not _rank(raw["r"]):
+            raise SwDError(f"{path.name}: r must be a whole number in 1..{MAX_RANK}, got {str(raw['r'])[:100]}")
+        fields["r"] = raw["r"]
+    if "lora_alpha" in raw:
+        if not _finite_number(raw["lora_alpha"]):
+            raise SwDError(f"{path.name}: lora_alpha must be a finite number, got {str(raw['lora_alpha'])[:100]}")
+        fields["lora_alpha"] = raw["lora_alpha"]
+    if "use_rslora" in raw:
+        if not isinstance(raw["use_rslora"], bool):
+            raise SwDError(f"{path.name}: use_rslora must be true or false, got {str(raw['use_rslora'])[:100]}")
+        fields["use_rslora"] = raw["use_rslora"]
     for field, valid, want in (
         ("rank_pattern", _rank, f"whole numbers in 1..{MAX_RANK}"),
         ("alpha_pattern", _finite_number, "finite numbers"),
     ):
-        pattern = raw.get(field) or {}
+        if raw.get(field) is None:
+            continue
+        pattern = raw[field]
         if not isinstance(pattern, dict) or not all(isinstance(k, str) and valid(v) for k, v in pattern.items()):
             raise SwDError(f"{path.name}: {field} must map module names to {want}")
         for key in pattern:
             try:
-                re.compile(rf"(.*\.)?({key})$")  # how PEFT matches pattern keys to module names
+                re.compile(_pattern_regex(key))
             except (re.error, RecursionError, OverflowError) as e:
                 raise SwDError(f"{path.name}: {field} key {key[:100]!r} is not a valid module pattern: {e}") from None
-        patterns[field] = pattern
+        fields[field] = pattern
     try:
         from peft import LoraConfig
     except ImportError:
         raise SwDError("reading a PEFT adapter_config.json needs the 'peft' package: pip install peft") from None
-    return LoraConfig(r=r, lora_alpha=alpha, use_rslora=rslora, **patterns)
+    return LoraConfig(**fields)
+
+
+def _pattern_regex(key: str) -> str:
+    """PEFT's rule for ``rank_pattern``/``alpha_pattern`` keys: the key matches a module name's
+    tail at a ``.`` boundary (``peft.utils.other.get_pattern_key``, PEFT >= 0.14)."""
+    return rf"(.*\.)?({key})$"
+
+
+def pattern_value(pattern: dict, name: str, default):
+    """The value ``pattern`` gives module ``name``: the first key (in the file's order) whose
+    regex matches the name's tail, else ``default``. PEFT's own rule, without its private helper."""
+    for key, value in pattern.items():
+        if re.match(_pattern_regex(key), name):
+            return value
+    return default
 
 
 def peft_scale(config, name: str) -> tuple[int, float]:
     """PEFT's ``(r, scale)`` for module ``name``, as ``LoraModel`` computes it."""
-    from peft.utils.other import get_pattern_key
-
-    r = config.rank_pattern.get(get_pattern_key(config.rank_pattern.keys(), name), config.r)
-    alpha = config.alpha_pattern.get(get_pattern_key(config.alpha_pattern.keys(), name), config.lora_alpha)
+    r = pattern_value(config.rank_pattern or {}, name, config.r)
+    alpha = pattern_value(config.alpha_pattern or {}, name, config.lora_alpha)
     return r, (alpha / math.sqrt(r) if config.use_rslora else alpha / r)
 
 
