@@ -12,7 +12,8 @@ import torch
 STANDIN = "swd-standin-sd35-transformer.safetensors"
 UNET = {  # a two-level SD UNet, about 1M parameters
     "use_checkpoint": False, "image_size": 32, "in_channels": 4, "out_channels": 4, "model_channels": 32,
-    "num_res_blocks": [1, 1], "channel_mult": [1, 2], "transformer_depth": [0, 1], "transformer_depth_output": [0, 0, 1, 1],
+    "num_res_blocks": [1, 1], "channel_mult": [1, 2], "transformer_depth": [0, 1],
+    "transformer_depth_output": [0, 0, 1, 1],
     "transformer_depth_middle": 1, "use_spatial_transformer": True, "legacy": False, "use_linear_in_transformer": False,
     "context_dim": 64, "num_heads": -1, "num_head_channels": 32, "adm_in_channels": None, "dtype": torch.float32,
 }
