@@ -162,17 +162,17 @@ def build_transformer(seed: int = 0, **overrides):
     return model.eval().requires_grad_(False)
 
 
-def comfy_state_dict(diffusers_state_dict: dict, copy: bool = True) -> dict:
+def comfy_state_dict(diffusers_state_dict: dict, clone: bool = True) -> dict:
     """diffusers FLUX transformer keys -> BFL/ComfyUI keys, by ComfyUI's own conversion.
 
     Fuses q/k/v (and the single blocks' ``proj_mlp``) into ``qkv``/``linear1`` and swaps
     ``norm_out``'s scale/shift halves, as ``UNETLoader`` does when it loads a diffusers file.
-    ComfyUI swaps ``norm_out`` in place and pops the keys it converts: with ``copy`` (the
+    ComfyUI swaps ``norm_out`` in place and pops the keys it converts: with ``clone`` (the
     default) the input is cloned first, because a model's ``state_dict()`` shares its storage.
     """
     import comfy.model_detection
 
-    sd = {k: v.clone() for k, v in diffusers_state_dict.items()} if copy else diffusers_state_dict
+    sd = {k: v.clone() for k, v in diffusers_state_dict.items()} if clone else diffusers_state_dict
     out = comfy.model_detection.convert_diffusers_mmdit(sd, "")
     if out is None:
         raise ValueError("ComfyUI did not recognise the state dict as a diffusers FLUX transformer")
@@ -267,7 +267,7 @@ def full_width_state_dict(seed: int = 0, dtype: torch.dtype = torch.bfloat16) ->
 
     with torch.device("meta"):
         shapes = {k: v.shape for k, v in FluxTransformer2DModel(**FULL_WIDTH_CONFIG).state_dict().items()}
-    return comfy_state_dict(_random_state_dict(shapes, _sub_seed(seed, "full"), dtype), copy=False)
+    return comfy_state_dict(_random_state_dict(shapes, _sub_seed(seed, "full"), dtype), clone=False)
 
 
 def vae_state_dict(seed: int = 0, dtype: torch.dtype = torch.bfloat16) -> dict:
