@@ -12,7 +12,8 @@ Two kinds, both deterministic (the same seed and torch give identical tensors an
   ``diffusion_models/flux1-dev.safetensors`` (full width, one double and one single block,
   BFL/ComfyUI keys, bf16), ``vae/ae.safetensors`` (FLUX's 16-channel VAE, full size because
   ComfyUI fixes its widths, LDM keys, bf16), ``text_encoders/clip_l.safetensors`` (full-size
-  CLIP-L, fp16) and ``text_encoders/t5xxl_fp16.safetensors`` (see ``t5xxl_state_dict``).
+  CLIP-L, fp16) and ``text_encoders/t5xxl_fp16.safetensors`` (loads, cannot encode: see
+  ``t5xxl_state_dict``).
 
 ``save_peft_lora`` writes a PEFT LoRA folder (``adapter_config.json`` +
 ``adapter_model.safetensors``, keys ``base_model.model.<diffusers name>``) as upstream's
@@ -123,7 +124,7 @@ CLIP_L_FILE = "text_encoders/clip_l.safetensors"
 T5XXL_FILE = "text_encoders/t5xxl_fp16.safetensors"
 LORA_DIR = "loras/swd_flux"
 
-_SEED_OFFSETS = {"transformer": 0, "vae": 1, "clip_l": 2, "lora": 3, "t5xxl": 4, "full": 5}
+_SEED_OFFSETS = {"transformer": 0, "vae": 1, "clip_l": 2, "lora": 3, "full": 4}
 
 
 @contextlib.contextmanager
@@ -290,19 +291,17 @@ def clip_l_state_dict(seed: int = 0, dtype: torch.dtype = torch.float16) -> dict
     return {k: v.to(dtype) for k, v in model.state_dict().items() if not k.endswith("position_ids")}
 
 
-#: T5-XXL's encoder tensors kept in the stand-in: the token embedding (ComfyUI's T5 reads it
-#: as ``shared.weight``), the final norm (``t5xxl_detect`` reads its dtype) and nothing else.
-def t5xxl_state_dict(seed: int = 0, dtype: torch.dtype = torch.float16) -> dict:
-    """The smallest T5-XXL state dict ComfyUI's ``DualCLIPLoader`` (type flux) loads: see notes.
+def t5xxl_state_dict(dtype: torch.dtype = torch.float16) -> dict:
+    """A ``t5xxl`` file ``DualCLIPLoader`` (type flux) *loads*, but that cannot encode: see below.
 
-    ComfyUI builds the full T5-XXL encoder from its fixed config whatever the file holds, and
-    only warns about missing keys; this file holds the token embedding and the final norm.
+    ComfyUI 0.3.75 builds T5-XXL for FLUX from its fixed config (24 layers, width 4096, 4.7 G
+    parameters) whatever the file holds, reads only ``encoder.final_layer_norm.weight``'s dtype
+    and merely warns about missing keys. The missing weights stay uninitialised memory:
+    measured, ``CLIPTextEncode`` then ran the full-size encoder for ~50 s on 2 CPU cores and
+    returned NaN. A T5 that encodes is full size (4.9 GB even in fp8), too large here; this
+    file exists so that workflows naming ``t5xxl_fp16.safetensors`` validate.
     """
-    g = torch.Generator().manual_seed(_sub_seed(seed, "t5xxl"))
-    return {
-        "shared.weight": (torch.randn(32128, 4096, generator=g) * 0.02).to(dtype),
-        "encoder.final_layer_norm.weight": torch.ones(4096, dtype=dtype),
-    }
+    return {"encoder.final_layer_norm.weight": torch.ones(4096, dtype=dtype)}
 
 
 def write_files(models_dir, seed: int = 0, t5xxl: bool = True) -> dict[str, Path]:
@@ -317,7 +316,7 @@ def write_files(models_dir, seed: int = 0, t5xxl: bool = True) -> dict[str, Path
         ("transformer", TRANSFORMER_FILE, lambda: full_width_state_dict(seed)),
         ("vae", VAE_FILE, lambda: vae_state_dict(seed)),
         ("clip_l", CLIP_L_FILE, lambda: clip_l_state_dict(seed)),
-        *((("t5xxl", T5XXL_FILE, lambda: t5xxl_state_dict(seed)),) if t5xxl else ()),
+        *((("t5xxl", T5XXL_FILE, t5xxl_state_dict),) if t5xxl else ()),
     ):
         sd = make()
         paths[name] = save_safetensors(sd, models_dir / rel)
