@@ -121,3 +121,14 @@ def test_guidance_reaches_the_model(host, small, text):
     at_45 = reference.swd_latents(transformer, SIGMAS, sizes, *text, batch=1, seed=7, guidance=4.5)
     assert (ours - at_15).abs().max().item() <= TOLERANCE
     assert (ours - at_45).abs().max().item() > 100 * TOLERANCE
+
+
+def test_missing_guidance_runs_at_comfyui_default_3_5(host, small, text):
+    """Without FluxGuidance, ComfyUI's ``model_base.Flux.extra_conds`` silently uses 3.5, not SwD's 4.5."""
+    transformer, patcher, _ = small
+    sizes = [(16, 16), (20, 20), (24, 24), (32, 32)]
+    ctx, pooled = text
+    latent = swd_sampler(host, patcher, [[ctx, {"pooled_output": pooled}]], torch.zeros(1, 16, 32, 32), 8)
+    ours = patcher.model.process_latent_in(latent.float())
+    at_35 = reference.swd_latents(transformer, SIGMAS, sizes, *text, batch=1, seed=8, guidance=3.5)
+    assert (ours - at_35).abs().max().item() <= TOLERANCE
