@@ -14,8 +14,8 @@ ComfyUI lists the diffusers names, and how a name in ComfyUI's spelling becomes 
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import comfy.model_base
 

@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _harness(name: str):
     # TODO(lead): plain "from harness.standins import flux" once dev/ is on the path
-    spec = importlib.util.spec_from_file_location(f"h13_{name.replace('/', '_')}", ROOT / "dev" / "harness" / f"{name}.py")
+    path = ROOT / "dev" / "harness" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"h13_{path.parent.name}_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -100,7 +101,8 @@ def test_stock_key_map_leaves_every_peft_key_unmatched(host, small):
     lora = read_lora(host, lora_dir)
     stock = comfy.lora.model_lora_keys_unet(patcher.model, {})
     modules = sorted(k[: -len(".lora_A.weight")] for k in lora if k.endswith(".lora_A.weight"))
-    assert len(modules) == 2 * 14 + 2 * 6 + 3  # per double block 14, per single block 6, + context_embedder, proj_out, norm_out
+    # per double block 14, per single block 6, + context_embedder, proj_out, norm_out
+    assert len(modules) == 2 * 14 + 2 * 6 + 3
     assert all(m.startswith("base_model.model.") for m in modules)
     assert [m for m in modules if m in stock] == []
     assert all("transformer." + m[len("base_model.model."):] in stock for m in modules)  # the gap is the prefix only

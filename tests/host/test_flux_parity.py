@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _harness(name: str):
     # TODO(lead): plain "from harness.standins import flux" once dev/ is on the path
-    spec = importlib.util.spec_from_file_location(f"h13p_{name.replace('/', '_')}", ROOT / "dev" / "harness" / f"{name}.py")
+    path = ROOT / "dev" / "harness" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"h13p_{path.parent.name}_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

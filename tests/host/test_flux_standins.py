@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _harness(name: str):
     # TODO(lead): plain "from harness.standins import flux" once dev/ is on the path
-    spec = importlib.util.spec_from_file_location(f"h13s_{name.replace('/', '_')}", ROOT / "dev" / "harness" / f"{name}.py")
+    path = ROOT / "dev" / "harness" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"h13s_{path.parent.name}_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -51,8 +52,9 @@ def test_unet_loader_detects_flux_dev_and_the_peft_lora_maps(host, models_dir):
         assert type(model.model) is comfy.model_base.Flux
         assert type(model.model.model_config) is comfy.supported_models.Flux  # guidance-distilled dev, not schnell
         config = model.model.model_config.unet_config
-        assert (config["hidden_size"], config["num_heads"], config["depth"], config["depth_single_blocks"],
-                config["guidance_embed"], config["context_in_dim"], config["vec_in_dim"]) == (3072, 24, 1, 1, True, 4096, 768)
+        detected = [config[k] for k in ("hidden_size", "num_heads", "depth", "depth_single_blocks",
+                                         "guidance_embed", "context_in_dim", "vec_in_dim")]
+        assert detected == [3072, 24, 1, 1, True, 4096, 768]
 
         # The full-width PEFT folder: every module maps once the base_model.model. aliases are added.
         lora_keys = importlib.import_module(host.pack.__name__ + ".nodes.lora_keys")

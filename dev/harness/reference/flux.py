@@ -10,7 +10,7 @@ re-noise, in float32 (diffusers' ``randn_tensor`` with a CPU generator).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
