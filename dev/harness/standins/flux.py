@@ -260,7 +260,7 @@ def _random_state_dict(shapes: dict[str, torch.Size], seed: int, dtype: torch.dt
 def full_width_state_dict(seed: int = 0, dtype: torch.dtype = torch.bfloat16) -> dict:
     """FLUX.1-dev-width transformer (1 double + 1 single block), BFL/ComfyUI keys, ``dtype``.
 
-    About 0.6 G parameters: 1.2 GB in bf16. The diffusers model is built on the meta device
+    About 0.55 G parameters: 1.09 GB in bf16. The diffusers model is built on the meta device
     (shapes only); the weights are drawn straight into ``dtype``, then ComfyUI converts the
     keys to the layout of the real ``flux1-dev.safetensors``.
     """
@@ -308,7 +308,7 @@ def write_files(models_dir, seed: int = 0, t5xxl: bool = True) -> dict[str, Path
     """Write the FLUX.1-dev workflow stand-ins under ``models_dir`` (a ComfyUI models folder).
 
     Returns ``{"transformer", "vae", "clip_l", "t5xxl"?: path}``. Each file is written and
-    freed before the next (the transformer is the largest: 1.2 GB in bf16).
+    freed before the next (the transformer is the largest: 1.09 GB in bf16).
     """
     models_dir = Path(models_dir)
     paths = {}
