@@ -92,3 +92,17 @@ def test_same_seed_same_bytes(tmp_path):
     assert sha256(small_a / "adapter_model.safetensors") == sha256(small_b / "adapter_model.safetensors")
     va, vb = (flux.save_safetensors(flux.vae_state_dict(seed=3), tmp_path / n) for n in ("va", "vb"))
     assert sha256(va) == sha256(vb)
+
+
+def test_tiny_flux_pipeline_feeds_the_reference(host):
+    """``build_pipeline``: FluxPipeline's own encode_prompt gives what the reference and the small model take."""
+    reference = _harness("reference/flux")
+    pipe = flux.build_pipeline(seed=0)
+    assert pipe.vae_scale_factor == 8 and pipe.vae.config.latent_channels == 16
+    embeds, pooled, text_ids = pipe.encode_prompt("a cat reading a newspaper", prompt_2=None, max_sequence_length=512)
+    assert embeds.shape == (1, 512, 64) and pooled.shape == (1, 32) and text_ids.shape == (512, 3)
+    sizes = [(16, 16), (20, 20), (24, 24), (32, 32)]
+    latents = reference.swd_latents(pipe.transformer, (1.0, 0.8956, 0.7363, 0.6007, 0.0), sizes, embeds, pooled,
+                                    text_ids, batch=1, seed=0)
+    image = pipe.vae.decode(latents / pipe.vae.config.scaling_factor + pipe.vae.config.shift_factor).sample
+    assert image.shape == (1, 3, 256, 256) and torch.isfinite(image).all()

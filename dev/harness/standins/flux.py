@@ -235,6 +235,44 @@ def _save_peft(peft_model, out_dir: Path) -> Path:
     return out_dir
 
 
+def build_pipeline(seed: int = 0, transformer=None):
+    """A tiny diffusers ``FluxPipeline`` around ``transformer`` (default: ``build_transformer(seed)``).
+
+    Every part is the real diffusers/transformers class at a small size: CLIP text model
+    (width = ``pooled_projection_dim``), T5 encoder (``d_model`` = ``joint_attention_dim``) and a
+    16-channel ``AutoencoderKL`` with four levels (so ``vae_scale_factor`` is 8) and FLUX's
+    scale/shift. The tokenizers are the ones ComfyUI ships (``comfy/sd1_tokenizer``,
+    ``comfy/text_encoders/t5_tokenizer``), so ComfyUI must be importable. For ``swd_core.run``.
+    """
+    import comfy.sd1_clip
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, T5Config, T5EncoderModel, T5TokenizerFast
+
+    transformer = build_transformer(seed) if transformer is None else transformer
+    comfy_dir = Path(comfy.sd1_clip.__file__).resolve().parent
+    # ComfyUI's copy says model_max_length 8192 (it chunks prompts itself); FluxPipeline pads to it.
+    clip_tokenizer = CLIPTokenizer.from_pretrained(str(comfy_dir / "sd1_tokenizer"), model_max_length=77)
+    t5_tokenizer = T5TokenizerFast.from_pretrained(str(comfy_dir / "text_encoders" / "t5_tokenizer"))
+    with _seeded(_sub_seed(seed, "clip_l")):
+        clip = CLIPTextModel(CLIPTextConfig(
+            hidden_size=transformer.config.pooled_projection_dim, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=2, vocab_size=clip_tokenizer.vocab_size, max_position_embeddings=77,
+            bos_token_id=clip_tokenizer.bos_token_id, eos_token_id=clip_tokenizer.eos_token_id,
+            pad_token_id=clip_tokenizer.pad_token_id))
+    with _seeded(_sub_seed(seed, "full")):
+        t5 = T5EncoderModel(T5Config(
+            d_model=transformer.config.joint_attention_dim, d_kv=16, d_ff=64, num_layers=2, num_heads=2,
+            vocab_size=len(t5_tokenizer), is_gated_act=True, dense_act_fn="gelu_new"))
+    with _seeded(_sub_seed(seed, "vae")):
+        vae = AutoencoderKL(**{**VAE_CONFIG, "block_out_channels": [8, 8, 8, 8], "norm_num_groups": 4,
+                               "layers_per_block": 1})
+    pipe = FluxPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae.eval(), text_encoder=clip.eval(),
+                        tokenizer=clip_tokenizer, text_encoder_2=t5.eval(), tokenizer_2=t5_tokenizer,
+                        transformer=transformer)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
 # --------------------------------------------------------------------------- files (workflows)
 
 def _random_state_dict(shapes: dict[str, torch.Size], seed: int, dtype: torch.dtype) -> dict:
