@@ -1,0 +1,104 @@
+"""Independent diffusers reference of upstream's FLUX SwD procedure (``yresearch/swd_flux``).
+
+Written from upstream's description, not from the pack: diffusers' ``FluxTransformer2DModel``
+with diffusers' own latent packing (``FluxPipeline._pack_latents``/``_unpack_latents``/
+``_prepare_latent_image_ids``), the distilled guidance embedding (one model call per step, no
+CFG), and the scale-wise loop: ``x0 = x - sigma * v``, bicubic ``F.interpolate`` of the
+unpacked 4-D ``x0`` to the next size, re-noise ``(1 - s) * x0 + s * noise`` with fresh noise.
+One CPU generator draws the first-scale noise for the whole batch, then one tensor per
+re-noise, in float32 (diffusers' ``randn_tensor`` with a CPU generator).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+LATENT_CHANNELS = 16
+VAE_SCALE_FACTOR = 8  # FLUX's VAE: 8x; packing needs even latent sizes (2x2 patches)
+
+
+@torch.no_grad()
+def velocity(transformer, x: torch.Tensor, sigma: float, prompt_embeds: torch.Tensor, pooled: torch.Tensor,
+             text_ids: torch.Tensor, guidance: float) -> torch.Tensor:
+    """The transformer's flow velocity ``v [B, 16, h, w]`` for the unpacked latent ``x [B, 16, h, w]``.
+
+    As ``FluxPipeline.__call__`` calls it: packed latents, ``timestep = sigma`` (the pipeline
+    passes ``t / 1000``; the transformer multiplies by 1000 itself), ``guidance`` as a ``[B]``
+    tensor (also multiplied by 1000 inside).
+    """
+    from diffusers import FluxPipeline
+
+    b, c, h, w = x.shape
+    packed = FluxPipeline._pack_latents(x, b, c, h, w)
+    img_ids = FluxPipeline._prepare_latent_image_ids(b, h // 2, w // 2, x.device, x.dtype)
+    out = transformer(
+        hidden_states=packed,
+        timestep=torch.full((b,), sigma, device=x.device, dtype=x.dtype),
+        guidance=torch.full((b,), guidance, device=x.device, dtype=torch.float32),
+        pooled_projections=pooled,
+        encoder_hidden_states=prompt_embeds,
+        txt_ids=text_ids,
+        img_ids=img_ids,
+        return_dict=False,
+    )[0]
+    return FluxPipeline._unpack_latents(out, h * VAE_SCALE_FACTOR, w * VAE_SCALE_FACTOR, VAE_SCALE_FACTOR)
+
+
+@torch.no_grad()
+def swd_latents(
+    transformer,
+    sigmas: Sequence[float],
+    sizes: Sequence[tuple[int, int]],
+    prompt_embeds: torch.Tensor,
+    pooled: torch.Tensor,
+    text_ids: torch.Tensor | None = None,
+    *,
+    batch: int,
+    seed: int,
+    guidance: float = 4.5,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Text-to-image SwD sampling of a FLUX transformer, as upstream runs it.
+
+    Args:
+        transformer: diffusers ``FluxTransformer2DModel`` (LoRA applied, e.g. PEFT), on ``device``.
+        sigmas: ``N + 1`` noise levels, ``sigmas[0]`` the start (1.0 for text-to-image).
+        sizes: ``N`` latent sizes ``(h, w)`` (pixels / 8), each even; step ``i`` runs at ``sizes[i]``.
+        prompt_embeds: T5 embeddings ``[B, L, joint_attention_dim]`` (``[1, L, D]`` is expanded).
+        pooled: CLIP pooled embeddings ``[B, pooled_projection_dim]`` (``[1, P]`` is expanded).
+        text_ids: ``[L, 3]`` text position ids; zeros (as ``FluxPipeline.encode_prompt``) if None.
+        batch: batch size ``B``.
+        seed: seed of the one CPU ``torch.Generator`` that draws every noise tensor.
+        guidance: the distilled guidance value (``guidance_scale``; SwD FLUX: 4.5).
+        device, dtype: where and in which dtype the transformer runs; noise is drawn in
+            float32 on the CPU and moved.
+
+    Returns:
+        The final latent ``[B, 16, *sizes[-1]]`` in the transformer's space (before
+        ``latents / vae.config.scaling_factor + vae.config.shift_factor``), float32 on the CPU.
+    """
+    if len(sigmas) != len(sizes) + 1:
+        raise ValueError(f"{len(sigmas)} sigmas for {len(sizes)} sizes: need one more sigma than sizes")
+    if any(h % 2 or w % 2 for h, w in sizes):
+        raise ValueError(f"latent sizes must be even (2x2 packing): {list(sizes)}")
+    prompt_embeds = prompt_embeds.to(device, dtype).expand(batch, -1, -1)
+    pooled = pooled.to(device, dtype).expand(batch, -1)
+    if text_ids is None:
+        text_ids = torch.zeros(prompt_embeds.shape[1], 3)
+    text_ids = text_ids.to(device, dtype)
+    generator = torch.Generator("cpu").manual_seed(seed)
+
+    def noise(shape):
+        return torch.randn(shape, generator=generator, dtype=torch.float32).to(device, dtype)
+
+    x = sigmas[0] * noise((batch, LATENT_CHANNELS, *sizes[0]))
+    for i, sigma in enumerate(sigmas[:-1]):
+        x0 = x - sigma * velocity(transformer, x, float(sigma), prompt_embeds, pooled, text_ids, guidance)
+        if i + 1 < len(sizes):
+            x0 = F.interpolate(x0, size=tuple(sizes[i + 1]), mode="bicubic")
+        sigma_next = sigmas[i + 1]
+        x = (1 - sigma_next) * x0 + sigma_next * noise(x0.shape) if sigma_next > 0 else x0
+    return x.float().cpu()

@@ -1,0 +1,385 @@
+"""FLUX.1 stand-ins: random weights in the real formats, built by diffusers and loaded by ComfyUI.
+
+Two kinds, both deterministic (the same seed and torch give identical tensors and bytes):
+
+* **Small** (``build_transformer``, ``comfy_model``): a diffusers ``FluxTransformer2DModel``
+  with a tiny explicit config, and the same weights as ComfyUI's ``model_base.Flux`` in a
+  ``ModelPatcher``, for fast parity tests. ComfyUI's own conversion
+  (``model_detection.convert_diffusers_mmdit``) and detection (``detect_unet_config``) build it;
+  only the two fields detection fixes for FLUX.1 (24 heads, RoPE axes 16/56/56, which force
+  hidden size 3072) are set from the diffusers config.
+* **Files** (``write_files``): what a FLUX.1-dev workflow loads, under the real names:
+  ``diffusion_models/flux1-dev.safetensors`` (full width, one double and one single block,
+  BFL/ComfyUI keys, bf16), ``vae/ae.safetensors`` (FLUX's 16-channel VAE, full size because
+  ComfyUI fixes its widths, LDM keys, bf16), ``text_encoders/clip_l.safetensors`` (full-size
+  CLIP-L, fp16) and ``text_encoders/t5xxl_fp16.safetensors`` (loads, cannot encode: see
+  ``t5xxl_state_dict``).
+
+``save_peft_lora`` writes a PEFT LoRA folder (``adapter_config.json`` +
+``adapter_model.safetensors``, keys ``base_model.model.<diffusers name>``) as upstream's
+``yresearch/swd_flux`` is laid out.
+
+ComfyUI must be importable (its root first on ``sys.path``) for ``comfy_model`` and
+``write_files``; the diffusers/PEFT builders do not need it.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+#: Tiny FLUX.1-dev-shaped transformer (guidance embedding, 2 double + 2 single blocks).
+#: ``attention_head_dim`` must equal ``sum(axes_dims_rope)``, as in FLUX (128 = 16 + 56 + 56).
+SMALL_CONFIG = dict(
+    patch_size=1,
+    in_channels=64,  # 16 latent channels x 2x2 patch
+    num_layers=2,
+    num_single_layers=2,
+    attention_head_dim=32,
+    num_attention_heads=2,
+    joint_attention_dim=64,
+    pooled_projection_dim=32,
+    guidance_embeds=True,
+    axes_dims_rope=(8, 12, 12),
+)
+
+#: FLUX.1-dev's transformer config with one double and one single block: ComfyUI detects FLUX
+#: only at full width (24 heads, RoPE axes 16/56/56), so width, context (T5-XXL, 4096) and
+#: pooled (CLIP-L, 768) sizes are the real ones.
+FULL_WIDTH_CONFIG = dict(
+    patch_size=1,
+    in_channels=64,
+    num_layers=1,
+    num_single_layers=1,
+    attention_head_dim=128,
+    num_attention_heads=24,
+    joint_attention_dim=4096,
+    pooled_projection_dim=768,
+    guidance_embeds=True,
+    axes_dims_rope=(16, 56, 56),
+)
+
+#: FLUX.1's VAE (``ae.safetensors``): SD3's 16-channel layout with FLUX's scale and shift.
+VAE_CONFIG = dict(
+    in_channels=3,
+    out_channels=3,
+    latent_channels=16,
+    block_out_channels=[128, 256, 512, 512],
+    down_block_types=["DownEncoderBlock2D"] * 4,
+    up_block_types=["UpDecoderBlock2D"] * 4,
+    layers_per_block=2,
+    act_fn="silu",
+    norm_num_groups=32,
+    use_quant_conv=False,
+    use_post_quant_conv=False,
+    scaling_factor=0.3611,
+    shift_factor=0.1159,
+    sample_size=1024,
+    force_upcast=True,
+)
+
+#: Standard CLIP-L text tower; full size because ComfyUI builds it from a fixed config.
+CLIP_L_CONFIG = dict(
+    hidden_size=768,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    intermediate_size=3072,
+    projection_dim=768,
+    vocab_size=49408,
+    max_position_embeddings=77,
+    hidden_act="quick_gelu",
+    bos_token_id=0,
+    eos_token_id=2,
+    pad_token_id=1,
+)
+
+#: The modules the FLUX SwD LoRA targets (PEFT suffix names): the double blocks' attention and
+#: feed-forwards, the single blocks' attention, ``proj_mlp`` and ``proj_out`` (``proj_out`` also
+#: matches the final projection), ``context_embedder`` and every AdaLN ``linear``
+#: (``norm1``, ``norm1_context``, single ``norm``, ``norm_out``). swd#10's log lists
+#: ``context_embedder``, ``proj_out`` and ``single_transformer_blocks.*.attn.to_k``; PEFT has no
+#: default targets for diffusers models, so the list is explicit. Rank 4 keeps it small.
+LORA_CONFIG = dict(
+    r=4,
+    lora_alpha=8,
+    target_modules=[
+        "to_q", "to_k", "to_v", "to_out.0",
+        "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out",
+        "net.0.proj", "net.2",
+        "proj_mlp", "proj_out", "context_embedder", "linear",
+    ],
+    init_lora_weights=False,  # random A and B: the LoRA has a visible effect
+)
+
+# Paths inside the models folder (the real files' names, as FLUX.1-dev workflows load them).
+TRANSFORMER_FILE = "diffusion_models/flux1-dev.safetensors"
+VAE_FILE = "vae/ae.safetensors"
+CLIP_L_FILE = "text_encoders/clip_l.safetensors"
+T5XXL_FILE = "text_encoders/t5xxl_fp16.safetensors"
+LORA_DIR = "loras/swd_flux"
+
+_SEED_OFFSETS = {"transformer": 0, "vae": 1, "clip_l": 2, "lora": 3, "full": 4}
+
+
+@contextlib.contextmanager
+def _seeded(seed: int):
+    """Seed torch's CPU RNG for the block, leaving the caller's RNG state untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def _sub_seed(seed: int, what: str) -> int:
+    return seed * 16 + _SEED_OFFSETS[what]
+
+
+def save_safetensors(state_dict: dict, path: Path, metadata: dict | None = None) -> Path:
+    """Write ``state_dict`` atomically (``.partial`` then rename), contiguous tensors."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    save_file({k: v.detach().contiguous() for k, v in state_dict.items()}, str(tmp),
+              metadata=metadata or {"format": "pt"})
+    os.replace(tmp, path)
+    return path
+
+
+# --------------------------------------------------------------------------- small (parity)
+
+def build_transformer(seed: int = 0, **overrides):
+    """Random-init diffusers ``FluxTransformer2DModel`` with ``SMALL_CONFIG`` (fp32, eval)."""
+    from diffusers import FluxTransformer2DModel
+
+    with _seeded(_sub_seed(seed, "transformer")):
+        model = FluxTransformer2DModel(**{**SMALL_CONFIG, **overrides})
+    return model.eval().requires_grad_(False)
+
+
+def comfy_state_dict(diffusers_state_dict: dict, clone: bool = True) -> dict:
+    """diffusers FLUX transformer keys -> BFL/ComfyUI keys, by ComfyUI's own conversion.
+
+    Fuses q/k/v (and the single blocks' ``proj_mlp``) into ``qkv``/``linear1`` and swaps
+    ``norm_out``'s scale/shift halves, as ``UNETLoader`` does when it loads a diffusers file.
+    ComfyUI swaps ``norm_out`` in place and pops the keys it converts: with ``clone`` (the
+    default) the input is cloned first, because a model's ``state_dict()`` shares its storage.
+    """
+    import comfy.model_detection
+
+    sd = {k: v.clone() for k, v in diffusers_state_dict.items()} if clone else diffusers_state_dict
+    out = comfy.model_detection.convert_diffusers_mmdit(sd, "")
+    if out is None:
+        raise ValueError("ComfyUI did not recognise the state dict as a diffusers FLUX transformer")
+    return out
+
+
+def comfy_model(transformer, dtype: torch.dtype = torch.float32):
+    """ComfyUI's ``model_base.Flux`` with ``transformer``'s weights, in a ``ModelPatcher``.
+
+    ComfyUI's detection fixes 24 heads and RoPE axes (16, 56, 56) for FLUX.1; everything else
+    (depths, widths, guidance embedding, biases) is detected from the converted weights. The
+    head count and axes are taken from the diffusers config so that a small model loads.
+    """
+    import comfy.model_detection
+    import comfy.model_management
+    import comfy.model_patcher
+    import comfy.supported_models
+
+    sd = comfy_state_dict({k: v.to(dtype) for k, v in transformer.state_dict().items()})
+    unet_config = comfy.model_detection.detect_unet_config(sd, "")
+    unet_config["num_heads"] = transformer.config.num_attention_heads
+    unet_config["axes_dim"] = list(transformer.config.axes_dims_rope)
+    model_config = comfy.model_detection.model_config_from_unet_config(unet_config, sd)
+    if not isinstance(model_config, comfy.supported_models.Flux):
+        raise ValueError(f"ComfyUI built {type(model_config).__name__}, not Flux, from {unet_config}")
+    model_config.set_inference_dtype(dtype, None)
+    model = model_config.get_model(sd, "")
+    model.load_model_weights(sd, "")
+    return comfy.model_patcher.ModelPatcher(model, load_device=comfy.model_management.get_torch_device(),
+                                            offload_device=comfy.model_management.unet_offload_device())
+
+
+def save_peft_lora(transformer, out_dir, seed: int = 0, **lora_config_kwargs) -> Path:
+    """A PEFT LoRA on (a copy of) ``transformer``, saved with PEFT's ``save_pretrained``.
+
+    ``lora_config_kwargs`` override ``LORA_CONFIG``. Writes ``adapter_config.json`` (sorted,
+    no machine paths) and ``adapter_model.safetensors`` into ``out_dir`` (replaced).
+    """
+    from peft import LoraConfig, get_peft_model
+
+    out_dir = Path(out_dir)
+    with _seeded(_sub_seed(seed, "lora")):
+        peft_model = get_peft_model(copy.deepcopy(transformer), LoraConfig(**{**LORA_CONFIG, **lora_config_kwargs}))
+    return _save_peft(peft_model, out_dir)
+
+
+def _save_peft(peft_model, out_dir: Path) -> Path:
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    peft_model.save_pretrained(str(out_dir), safe_serialization=True)
+    (out_dir / "README.md").unlink(missing_ok=True)  # PEFT's boilerplate model card
+    cfg_path = out_dir / "adapter_config.json"
+    conf = json.loads(cfg_path.read_text())
+    conf["base_model_name_or_path"] = None
+    if isinstance(conf.get("target_modules"), list):  # PEFT writes a set: order varies per process
+        conf["target_modules"] = sorted(conf["target_modules"])
+    cfg_path.write_text(json.dumps(conf, indent=2, sort_keys=True) + "\n")
+    return out_dir
+
+
+def build_pipeline(seed: int = 0, transformer=None):
+    """A tiny diffusers ``FluxPipeline`` around ``transformer`` (default: ``build_transformer(seed)``).
+
+    Every part is the real diffusers/transformers class at a small size: CLIP text model
+    (width = ``pooled_projection_dim``), T5 encoder (``d_model`` = ``joint_attention_dim``) and a
+    16-channel ``AutoencoderKL`` with four levels (so ``vae_scale_factor`` is 8) and FLUX's
+    scale/shift. The tokenizers are the ones ComfyUI ships (``comfy/sd1_tokenizer``,
+    ``comfy/text_encoders/t5_tokenizer``), so ComfyUI must be importable. For ``swd_core.run``.
+    """
+    import comfy.sd1_clip
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, T5Config, T5EncoderModel, T5TokenizerFast
+
+    transformer = build_transformer(seed) if transformer is None else transformer
+    comfy_dir = Path(comfy.sd1_clip.__file__).resolve().parent
+    # ComfyUI's copy says model_max_length 8192 (it chunks prompts itself); FluxPipeline pads to it.
+    clip_tokenizer = CLIPTokenizer.from_pretrained(str(comfy_dir / "sd1_tokenizer"), model_max_length=77)
+    t5_tokenizer = T5TokenizerFast.from_pretrained(str(comfy_dir / "text_encoders" / "t5_tokenizer"))
+    with _seeded(_sub_seed(seed, "clip_l")):
+        clip = CLIPTextModel(CLIPTextConfig(
+            hidden_size=transformer.config.pooled_projection_dim, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=2, vocab_size=clip_tokenizer.vocab_size, max_position_embeddings=77,
+            bos_token_id=clip_tokenizer.bos_token_id, eos_token_id=clip_tokenizer.eos_token_id,
+            pad_token_id=clip_tokenizer.pad_token_id))
+    with _seeded(_sub_seed(seed, "full")):
+        t5 = T5EncoderModel(T5Config(
+            d_model=transformer.config.joint_attention_dim, d_kv=16, d_ff=64, num_layers=2, num_heads=2,
+            vocab_size=len(t5_tokenizer), is_gated_act=True, dense_act_fn="gelu_new"))
+    with _seeded(_sub_seed(seed, "vae")):
+        vae = AutoencoderKL(**{**VAE_CONFIG, "block_out_channels": [8, 8, 8, 8], "norm_num_groups": 4,
+                               "layers_per_block": 1})
+    pipe = FluxPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae.eval(), text_encoder=clip.eval(),
+                        tokenizer=clip_tokenizer, text_encoder_2=t5.eval(), tokenizer_2=t5_tokenizer,
+                        transformer=transformer)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+# --------------------------------------------------------------------------- files (workflows)
+
+def _random_state_dict(shapes: dict[str, torch.Size], seed: int, dtype: torch.dtype) -> dict:
+    """Seeded random tensors, one at a time in key order, cast to ``dtype`` as they are drawn.
+
+    Matrices ~ N(0, 1/fan_in) (activations keep their scale through random layers), norm
+    scales 1, biases N(0, 0.02^2). Drawing tensor by tensor keeps the peak at the output size.
+    """
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for key in sorted(shapes):
+        shape = shapes[key]
+        if len(shape) >= 2:
+            t = torch.randn(shape, generator=g) / math.sqrt(math.prod(shape[1:]))
+        elif "norm" in key and key.endswith((".weight", ".scale")):
+            t = torch.ones(shape)
+        else:
+            t = torch.randn(shape, generator=g) * 0.02
+        out[key] = t.to(dtype)
+    return out
+
+
+def full_width_state_dict(seed: int = 0, dtype: torch.dtype = torch.bfloat16) -> dict:
+    """FLUX.1-dev-width transformer (1 double + 1 single block), BFL/ComfyUI keys, ``dtype``.
+
+    About 0.55 G parameters: 1.09 GB in bf16. The diffusers model is built on the meta device
+    (shapes only); the weights are drawn straight into ``dtype``, then ComfyUI converts the
+    keys to the layout of the real ``flux1-dev.safetensors``.
+    """
+    from diffusers import FluxTransformer2DModel
+
+    with torch.device("meta"):
+        shapes = {k: v.shape for k, v in FluxTransformer2DModel(**FULL_WIDTH_CONFIG).state_dict().items()}
+    return comfy_state_dict(_random_state_dict(shapes, _sub_seed(seed, "full"), dtype), clone=False)
+
+
+def vae_state_dict(seed: int = 0, dtype: torch.dtype = torch.bfloat16) -> dict:
+    """FLUX.1's 16-channel VAE (diffusers ``AutoencoderKL``), LDM keys as in ``ae.safetensors``."""
+    import comfy.diffusers_convert
+    from diffusers import AutoencoderKL
+
+    with _seeded(_sub_seed(seed, "vae")):
+        vae = AutoencoderKL(**VAE_CONFIG)
+    sd = comfy.diffusers_convert.convert_vae_state_dict(vae.state_dict())
+    return {k: v.to(dtype) for k, v in sd.items()}
+
+
+def clip_l_state_dict(seed: int = 0, dtype: torch.dtype = torch.float16) -> dict:
+    """Full-size CLIP-L text tower (``text_model.*``, ``text_projection.weight``)."""
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    with _seeded(_sub_seed(seed, "clip_l")):
+        model = CLIPTextModelWithProjection(CLIPTextConfig(**CLIP_L_CONFIG))
+    return {k: v.to(dtype) for k, v in model.state_dict().items() if not k.endswith("position_ids")}
+
+
+def t5xxl_state_dict(dtype: torch.dtype = torch.float16) -> dict:
+    """A ``t5xxl`` file ``DualCLIPLoader`` (type flux) *loads*, but that cannot encode: see below.
+
+    ComfyUI 0.3.75 builds T5-XXL for FLUX from its fixed config (24 layers, width 4096, 4.7 G
+    parameters) whatever the file holds, reads only ``encoder.final_layer_norm.weight``'s dtype
+    and merely warns about missing keys. The missing weights stay uninitialised memory:
+    measured, ``CLIPTextEncode`` then ran the full-size encoder for ~50 s on 2 CPU cores and
+    returned NaN. A T5 that encodes is full size (4.9 GB even in fp8), too large here; this
+    file exists so that workflows naming ``t5xxl_fp16.safetensors`` validate.
+    """
+    return {"encoder.final_layer_norm.weight": torch.ones(4096, dtype=dtype)}
+
+
+def write_files(models_dir, seed: int = 0, t5xxl: bool = True) -> dict[str, Path]:
+    """Write the FLUX.1-dev workflow stand-ins under ``models_dir`` (a ComfyUI models folder).
+
+    Returns ``{"transformer", "vae", "clip_l", "t5xxl"?: path}``. Each file is written and
+    freed before the next (the transformer is the largest: 1.09 GB in bf16).
+    """
+    models_dir = Path(models_dir)
+    paths = {}
+    for name, rel, make in (
+        ("transformer", TRANSFORMER_FILE, lambda: full_width_state_dict(seed)),
+        ("vae", VAE_FILE, lambda: vae_state_dict(seed)),
+        ("clip_l", CLIP_L_FILE, lambda: clip_l_state_dict(seed)),
+        *((("t5xxl", T5XXL_FILE, t5xxl_state_dict),) if t5xxl else ()),
+    ):
+        sd = make()
+        paths[name] = save_safetensors(sd, models_dir / rel)
+        del sd
+    return paths
+
+
+def write_lora(models_dir, seed: int = 0, **lora_config_kwargs) -> Path:
+    """The SwD-FLUX PEFT LoRA for the full-width file stand-in, at ``loras/swd_flux``.
+
+    PEFT's ``get_peft_model`` wraps a FLUX.1-dev-width diffusers model built on the meta
+    device; ``to_empty`` gives it storage that is never written (so never resident), the LoRA
+    tensors alone are drawn (seeded, N(0, 1/fan_in)) and PEFT's ``save_pretrained`` writes them.
+    """
+    from diffusers import FluxTransformer2DModel
+    from peft import LoraConfig, get_peft_model
+
+    out_dir = Path(models_dir) / LORA_DIR
+    with torch.device("meta"):
+        base = FluxTransformer2DModel(**FULL_WIDTH_CONFIG)
+    peft_model = get_peft_model(base, LoraConfig(**{**LORA_CONFIG, **lora_config_kwargs}))
+    peft_model.to_empty(device="cpu")
+    lora = {n: p for n, p in peft_model.named_parameters() if ".lora_A." in n or ".lora_B." in n}
+    values = _random_state_dict({n: p.shape for n, p in lora.items()}, _sub_seed(seed, "lora"), torch.float32)
+    with torch.no_grad():
+        for n, p in lora.items():
+            p.copy_(values[n])
+    return _save_peft(peft_model, out_dir)

@@ -1,0 +1,160 @@
+"""A FLUX SwD PEFT LoRA through ComfyUI's own LoRA loading equals PEFT on the diffusers model.
+
+ComfyUI's FLUX key map spells the diffusers names ``transformer.<name>`` (slices of the fused
+``qkv``/``linear1`` weights by offset) and has no ``base_model.model.`` spelling (upstream
+swd#10); ``nodes/lora_keys.py`` adds it as aliases of ComfyUI's own entries.
+"""
+import copy
+import importlib
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _harness(name: str):
+    # TODO(lead): plain "from harness.standins import flux" once dev/ is on the path
+    path = ROOT / "dev" / "harness" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"h13_{path.parent.name}_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+flux = _harness("standins/flux")
+reference = _harness("reference/flux")
+SIGMA = 0.7
+GUIDANCE = 4.5
+
+
+@pytest.fixture(scope="module")
+def small(host, tmp_path_factory):
+    """(diffusers transformer, ComfyUI ModelPatcher with the same weights, PEFT LoRA folder)."""
+    import comfy.model_management
+
+    transformer = flux.build_transformer(seed=0)
+    patcher = flux.comfy_model(transformer)
+    lora_dir = flux.save_peft_lora(transformer, tmp_path_factory.mktemp("flux_lora") / "swd_flux", seed=0)
+    yield transformer, patcher, lora_dir
+    comfy.model_management.unload_all_models()
+
+
+@pytest.fixture(scope="module")
+def lora_keys(host):
+    return importlib.import_module(host.pack.__name__ + ".nodes.lora_keys")
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    g = torch.Generator().manual_seed(1)
+    return (torch.randn(2, 16, 16, 24, generator=g), torch.randn(1, 7, 64, generator=g),
+            torch.randn(1, 32, generator=g))
+
+
+def read_lora(host, lora_dir):
+    """The LoRA's tensors with PEFT's per-module scale as ``.alpha`` keys (SwDLoraLoader's way)."""
+    import comfy.utils
+
+    swd_lora = importlib.import_module(host.swd_core.__name__ + ".lora")
+    sd = comfy.utils.load_torch_file(str(lora_dir / "adapter_model.safetensors"), safe_load=True)
+    return swd_lora.with_peft_alphas(sd, swd_lora.read_adapter_config(lora_dir / "adapter_config.json"))
+
+
+def peft_model(transformer, lora_dir, strength):
+    """PEFT's own LoRA on a copy of the diffusers model, every module's scale times ``strength``."""
+    from peft import PeftModel
+    from peft.tuners.lora import LoraLayer
+
+    model = PeftModel.from_pretrained(copy.deepcopy(transformer), str(lora_dir)).eval()
+    for module in model.modules():
+        if isinstance(module, LoraLayer):
+            module.scale_layer(strength)
+    return model
+
+
+def comfy_x0(patcher, inputs):
+    import comfy.model_management
+
+    x, ctx, pooled = inputs
+    b = x.shape[0]
+    comfy.model_management.load_models_gpu([patcher])
+    with torch.no_grad():
+        return patcher.model.apply_model(x, torch.full((b,), SIGMA), c_crossattn=ctx.expand(b, -1, -1),
+                                         y=pooled.expand(b, -1), guidance=torch.full((b,), GUIDANCE)).float()
+
+
+def diffusers_x0(transformer, inputs):
+    x, ctx, pooled = inputs
+    b = x.shape[0]
+    v = reference.velocity(transformer, x, SIGMA, ctx.expand(b, -1, -1), pooled.expand(b, -1),
+                           torch.zeros(ctx.shape[1], 3), GUIDANCE)
+    return x - SIGMA * v
+
+
+def test_stock_key_map_leaves_every_peft_key_unmatched(host, small):
+    import comfy.lora
+
+    _, patcher, lora_dir = small
+    lora = read_lora(host, lora_dir)
+    stock = comfy.lora.model_lora_keys_unet(patcher.model, {})
+    modules = sorted(k[: -len(".lora_A.weight")] for k in lora if k.endswith(".lora_A.weight"))
+    # per double block 14, per single block 6, + context_embedder, proj_out, norm_out
+    assert len(modules) == 2 * 14 + 2 * 6 + 3
+    assert all(m.startswith("base_model.model.") for m in modules)
+    assert [m for m in modules if m in stock] == []
+    assert all("transformer." + m[len("base_model.model."):] in stock for m in modules)  # the gap is the prefix only
+    assert comfy.lora.load_lora(lora, stock, log_missing=False) == {}
+
+
+def test_peft_aliases_reuse_comfyui_entries(host, small, lora_keys):
+    import comfy.lora
+
+    _, patcher, _ = small
+    stock = comfy.lora.model_lora_keys_unet(patcher.model, {})
+    mapped = lora_keys.peft_key_map(patcher.model, dict(stock))
+    added = {k: v for k, v in mapped.items() if k not in stock}
+    assert added and all(k.startswith("base_model.model.") for k in added)
+    assert all(v == stock["transformer." + k[len("base_model.model."):]] for k, v in added.items())
+    # fused qkv slices and the single blocks' linear1 (q, k, v, proj_mlp) keep ComfyUI's offsets
+    h = patcher.model.model_config.unet_config["hidden_size"]
+    assert mapped["base_model.model.transformer_blocks.1.attn.to_k"] == (
+        "diffusion_model.double_blocks.1.img_attn.qkv.weight", (0, h, h))
+    assert mapped["base_model.model.single_transformer_blocks.0.proj_mlp"] == (
+        "diffusion_model.single_blocks.0.linear1.weight", (0, 3 * h, 4 * h))
+
+
+@pytest.mark.parametrize("strength", [1.0, 0.6])
+def test_flux_peft_lora_matches_peft(host, small, lora_keys, inputs, strength):
+    import comfy.lora
+    import comfy.model_management
+
+    transformer, patcher, lora_dir = small
+    lora = read_lora(host, lora_dir)
+    key_map = lora_keys.peft_key_map(patcher.model, comfy.lora.model_lora_keys_unet(patcher.model, {}))
+    loaded = comfy.lora.load_lora(lora, key_map)
+    n_modules = sum(k.endswith(".lora_A.weight") for k in lora)
+    assert len(loaded) == n_modules  # every module maps: one patch per (weight, offset)
+    patched = patcher.clone()
+    applied = patched.add_patches(loaded, strength)
+    assert len(applied) == n_modules
+
+    peft = peft_model(transformer, lora_dir, strength)
+    merged = flux.comfy_state_dict(copy.deepcopy(peft).merge_and_unload().state_dict())
+    plain = flux.comfy_state_dict(transformer.state_dict())
+    comfy.model_management.load_models_gpu([patched])
+    state = patched.model.diffusion_model.state_dict()
+    changed = [k for k in merged if (merged[k] - plain[k]).abs().max() > 1e-3]
+    # every LoRA target changed, fused ones included (the double blocks' qkv, the single blocks' linear1)
+    assert {"double_blocks.0.img_attn.qkv.weight", "double_blocks.1.txt_attn.qkv.weight",
+            "single_blocks.1.linear1.weight", "single_blocks.0.linear2.weight", "txt_in.weight",
+            "final_layer.linear.weight", "final_layer.adaLN_modulation.1.weight"} <= set(changed)
+    assert len(changed) == 2 * 10 + 2 * 3 + 3  # per double block 10 fused weights, per single block 3
+    assert max((state[k].float() - merged[k]).abs().max().item() for k in merged) < 1e-5
+
+    ours, ref = comfy_x0(patched, inputs), diffusers_x0(peft, inputs)
+    assert (ref - diffusers_x0(transformer, inputs)).abs().max().item() > 1e-2  # the LoRA shows
+    assert (ours - ref).abs().max().item() < 1e-5
+    comfy.model_management.unload_all_models()

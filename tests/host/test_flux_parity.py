@@ -1,0 +1,135 @@
+"""SwDSampler on ComfyUI's FLUX model gives the latent of the independent diffusers reference.
+
+Same weights (the small FLUX stand-in), same seed, upstream's FLUX schedule, guidance 4.5 set
+on the conditioning by ComfyUI's FluxGuidance node; ComfyUI's LATENT is compared in the
+transformer's space (``process_latent_in``: FLUX's scale 0.3611, shift 0.1159).
+"""
+import copy
+import importlib
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _harness(name: str):
+    # TODO(lead): plain "from harness.standins import flux" once dev/ is on the path
+    path = ROOT / "dev" / "harness" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"h13p_{path.parent.name}_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+flux = _harness("standins/flux")
+reference = _harness("reference/flux")
+SCALES = (64, 80, 96, 128)
+SIGMAS = (1.0, 0.8956, 0.7363, 0.6007, 0.0)  # yresearch/swd_flux, README code
+GUIDANCE = 4.5
+TOLERANCE = 1e-4
+
+
+@pytest.fixture(scope="module")
+def small(host, tmp_path_factory):
+    import comfy.model_management
+
+    transformer = flux.build_transformer(seed=0)
+    patcher = flux.comfy_model(transformer)
+    lora_dir = flux.save_peft_lora(transformer, tmp_path_factory.mktemp("flux_lora") / "swd_flux", seed=0)
+    yield transformer, patcher, lora_dir
+    comfy.model_management.unload_all_models()
+
+
+@pytest.fixture(scope="module")
+def text():
+    g = torch.Generator().manual_seed(2)
+    return torch.randn(1, 9, 64, generator=g), torch.randn(1, 32, generator=g)
+
+
+def conditioning(host, text, guidance=GUIDANCE):
+    ctx, pooled = text
+    cond = [[ctx, {"pooled_output": pooled}]]
+    return host.node("FluxGuidance").execute(cond, guidance).args[0]
+
+
+def with_lora(host, patcher, lora_dir, strength):
+    """The PEFT LoRA through ComfyUI's loading with PEFT's scales and the FLUX PEFT aliases."""
+    import comfy.lora
+    import comfy.utils
+
+    swd_lora = importlib.import_module(host.swd_core.__name__ + ".lora")
+    lora_keys = importlib.import_module(host.pack.__name__ + ".nodes.lora_keys")
+    sd = comfy.utils.load_torch_file(str(lora_dir / "adapter_model.safetensors"), safe_load=True)
+    sd = swd_lora.with_peft_alphas(sd, swd_lora.read_adapter_config(lora_dir / "adapter_config.json"))
+    key_map = lora_keys.peft_key_map(patcher.model, comfy.lora.model_lora_keys_unet(patcher.model, {}))
+    loaded = comfy.lora.load_lora(sd, key_map)
+    patched = patcher.clone()
+    assert len(patched.add_patches(loaded, strength)) == len(loaded) > 0
+    return patched
+
+
+def peft_transformer(transformer, lora_dir, strength):
+    from peft import PeftModel
+    from peft.tuners.lora import LoraLayer
+
+    model = PeftModel.from_pretrained(copy.deepcopy(transformer), str(lora_dir)).eval()
+    for module in model.modules():
+        if isinstance(module, LoraLayer):
+            module.scale_layer(strength)
+    return model
+
+
+def swd_sampler(host, model, cond, latent, seed):
+    schedule = host.swd_core.Schedule(SCALES, SIGMAS)
+    out = host.node("SwDSampler").execute(model, cond, cond, {"samples": latent}, schedule, seed, 1.0, "bicubic")
+    return out.args[0]["samples"]
+
+
+@pytest.mark.parametrize(("batch", "height", "width", "sizes", "strength"), [
+    (1, 32, 32, [(16, 16), (20, 20), (24, 24), (32, 32)], None),
+    (1, 32, 48, [(16, 24), (20, 30), (24, 36), (32, 48)], None),
+    (2, 32, 32, [(16, 16), (20, 20), (24, 24), (32, 32)], None),
+    (1, 48, 32, [(24, 16), (30, 20), (36, 24), (48, 32)], 0.7),
+], ids=["square", "non-square", "batch2", "lora-0.7"])
+def test_swd_sampler_matches_diffusers_reference(host, small, text, batch, height, width, sizes, strength):
+    transformer, patcher, lora_dir = small
+    model, ref_model = patcher, transformer
+    if strength is not None:
+        model = with_lora(host, patcher, lora_dir, strength)
+        ref_model = peft_transformer(transformer, lora_dir, strength)
+    seed = 1234 + batch
+    latent = swd_sampler(host, model, conditioning(host, text), torch.zeros(batch, 16, height, width), seed)
+    assert latent.shape == (batch, 16, height, width)
+    ours = patcher.model.process_latent_in(latent.float())
+    ref = reference.swd_latents(ref_model, SIGMAS, sizes, *text, batch=batch, seed=seed, guidance=GUIDANCE)
+    assert (ours - ref).abs().max().item() <= TOLERANCE
+    assert ref.abs().max().item() > 0.1
+    if strength is not None:  # the LoRA changed the picture (the comparison is not LoRA-blind)
+        plain = reference.swd_latents(transformer, SIGMAS, sizes, *text, batch=batch, seed=seed, guidance=GUIDANCE)
+        assert (plain - ref).abs().max().item() > 100 * TOLERANCE
+
+
+def test_guidance_reaches_the_model(host, small, text):
+    """The conditioning's ``guidance`` (FluxGuidance) is what the model embeds: 1.5 != 4.5."""
+    transformer, patcher, _ = small
+    sizes = [(16, 16), (20, 20), (24, 24), (32, 32)]
+    latent = swd_sampler(host, patcher, conditioning(host, text, 1.5), torch.zeros(1, 16, 32, 32), 7)
+    ours = patcher.model.process_latent_in(latent.float())
+    at_15 = reference.swd_latents(transformer, SIGMAS, sizes, *text, batch=1, seed=7, guidance=1.5)
+    at_45 = reference.swd_latents(transformer, SIGMAS, sizes, *text, batch=1, seed=7, guidance=4.5)
+    assert (ours - at_15).abs().max().item() <= TOLERANCE
+    assert (ours - at_45).abs().max().item() > 100 * TOLERANCE
+
+
+def test_missing_guidance_runs_at_comfyui_default_3_5(host, small, text):
+    """Without FluxGuidance, ComfyUI's ``model_base.Flux.extra_conds`` silently uses 3.5, not SwD's 4.5."""
+    transformer, patcher, _ = small
+    sizes = [(16, 16), (20, 20), (24, 24), (32, 32)]
+    ctx, pooled = text
+    latent = swd_sampler(host, patcher, [[ctx, {"pooled_output": pooled}]], torch.zeros(1, 16, 32, 32), 8)
+    ours = patcher.model.process_latent_in(latent.float())
+    at_35 = reference.swd_latents(transformer, SIGMAS, sizes, *text, batch=1, seed=8, guidance=3.5)
+    assert (ours - at_35).abs().max().item() <= TOLERANCE
