@@ -23,6 +23,7 @@ import folder_paths
 
 from .. import swd_core
 from ..swd_core import lora as swd_lora
+from . import lora_keys
 from ._api import io, schema, ui
 
 NODE = "SwD LoRA Loader"
@@ -110,7 +111,7 @@ def _check_targets_exist(patches: dict, model_state: dict) -> None:
         )
 
 
-def _check_shapes(patches: dict, model_state: dict) -> None:
+def _check_shapes(patches: dict, model_state: dict, model_label: str) -> None:
     for key, patch in patches.items():
         if not isinstance(patch, comfy.weight_adapter.LoRAAdapter):
             continue
@@ -126,8 +127,8 @@ def _check_shapes(patches: dict, model_state: dict) -> None:
         if up.shape[0] != target[0] or got_in != want_in:
             raise swd_core.SwDError(
                 f"LoRA weights for {name} are {up.shape[0]}x{got_in} but the model's weight is "
-                f"{target[0]}x{want_in}: this LoRA was made for another model (e.g. an SD3.5 Large "
-                f"LoRA on SD3.5 Medium)"
+                f"{target[0]}x{want_in}: this LoRA was made for another model than this {model_label} "
+                f"(e.g. an SD3.5 Large LoRA on SD3.5 Medium, or an SD3.5 LoRA on FLUX)"
             )
 
 
@@ -162,7 +163,15 @@ def load_swd_lora(model, name: str, strength: float):
     else:
         scale_note = "no adapter_config.json and no alpha keys: scale 1 (alpha = rank)"
         log.warning("[swd] %s: %s", name, scale_note)
-    key_map = comfy.lora.model_lora_keys_unet(model.model, {})
+    model_family = swd_core.family_of_comfy_model(type(model.model))
+    file_family = swd_lora.lora_family(swd_lora.lora_modules(state_dict))
+    if model_family is not None and file_family is not None and file_family != model_family.name:
+        raise swd_core.SwDError(
+            f"{name!r} is a {file_family} LoRA but the model is {model_family.name} "
+            f"({type(model.model).__name__}): load the LoRA made for this model (or the model it was made for)"
+        )
+    # ComfyUI's key map, plus the PEFT (`base_model.model.`) spelling where ComfyUI lacks it (FLUX)
+    key_map = lora_keys.peft_key_map(model.model, comfy.lora.model_lora_keys_unet(model.model, {}))
     state_dict = comfy.lora_convert.convert_lora(state_dict)
     unmatched = unmatched_keys(state_dict, key_map)
     if unmatched:
@@ -176,7 +185,7 @@ def load_swd_lora(model, name: str, strength: float):
         raise swd_core.SwDError(f"{name!r} patches nothing in this model")
     model_state = model.model_state_dict()
     _check_targets_exist(patches, model_state)
-    _check_shapes(patches, model_state)
+    _check_shapes(patches, model_state, model_family.name if model_family else type(model.model).__name__)
     patched = model.clone()
     applied = patched.add_patches(patches, strength)
     skipped = set(patches) - set(applied)

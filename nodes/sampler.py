@@ -282,9 +282,19 @@ class SwDSampler(io.ComfyNode):
         samples = guider.sample(placeholder, latent["samples"], sampler, sigmas, callback=callback,
                                 disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
         latent["samples"] = samples.to(comfy.model_management.intermediate_device())
+        lines = []
         mismatch = families.family_mismatch_message(schedule.family, family)
         if mismatch:
-            return io.NodeOutput(latent, ui=ui.PreviewText(f"Warning: {mismatch}"))
+            lines.append(f"Warning: {mismatch}")
+        if family.distilled_guidance is not None:  # FLUX: the guidance is in the conditioning, not cfg
+            ran, warning = families.guidance_report(family, [c[1].get("guidance") for c in positive],
+                                                    schedule.family)
+            lines += [f"Warning: {warning}"] if warning else []
+            lines.append(f"Ran with {ran}.")
+            if warning:
+                log.warning("%s: %s", NODE_SAMPLER, warning)
+        if lines:
+            return io.NodeOutput(latent, ui=ui.PreviewText("\n".join(lines)))
         return io.NodeOutput(latent)
 
 

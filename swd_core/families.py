@@ -21,18 +21,20 @@ class ModelFamily:
             ``BaseModel`` subclass (``model_patcher.model``), matched exactly.
         prediction: the sigma space the schedules are written in; ``"flow"``: rectified flow,
             sigma 1 is pure noise and the re-noise is ``σ·noise + (1 − σ)·x0``.
+        distilled_guidance: for guidance-distilled models (FLUX.1-dev), the embedded guidance
+            value the published SwD LoRA was distilled with; ``None`` where the model has none.
     """
 
     name: str
     comfy_models: tuple[str, ...]
     prediction: str = "flow"
+    distilled_guidance: float | None = None
 
 
-#: Every family the samplers run. FLUX runs with a custom schedule (its presets come with
-#: the FLUX issue); SD1.5, SDXL and other models have no SwD schedule here yet.
+#: Every family the samplers run. SD1.5, SDXL and other models have no SwD schedule here yet.
 FAMILIES: tuple[ModelFamily, ...] = (
     ModelFamily("SD3.5", ("comfy.model_base.SD3",)),
-    ModelFamily("FLUX", ("comfy.model_base.Flux",)),
+    ModelFamily("FLUX", ("comfy.model_base.Flux",), distilled_guidance=4.5),  # yresearch/swd_flux
 )
 
 
@@ -64,3 +66,29 @@ def family_mismatch_message(schedule_family: str | None, model_family: ModelFami
         return None
     return (f"the schedule was published for {schedule_family} but the model is {model_family.name}: "
             f"use a schedule made for {model_family.name} (or 'custom')")
+
+
+#: What ComfyUI's FLUX model uses when the conditioning has no ``guidance`` (no FluxGuidance node).
+COMFY_DEFAULT_GUIDANCE = 3.5
+
+
+def guidance_report(family: ModelFamily, guidances: list, schedule_family: str | None) -> tuple[str, str | None]:
+    """``(what ran, warning or None)`` for a guidance-distilled family.
+
+    Args:
+        family: the model's family (its ``distilled_guidance`` is what the LoRA was distilled with).
+        guidances: the ``guidance`` value of every positive conditioning entry (``None``: not set).
+        schedule_family: the schedule's family; the warning is given for that family's schedules.
+    """
+    want = family.distilled_guidance
+    used = sorted({COMFY_DEFAULT_GUIDANCE if g is None else float(g) for g in guidances})
+    shown = ", ".join(f"{g:g}" for g in used)
+    ran = f"{family.name} guidance {shown}" + (" (none set: ComfyUI's default)" if None in guidances else "")
+    if schedule_family != family.name or used == [want]:
+        return ran, None
+    if None in guidances:
+        return ran, (f"the positive conditioning has no guidance, so ComfyUI runs {family.name} at its default "
+                     f"{COMFY_DEFAULT_GUIDANCE:g}; the SwD {family.name} LoRA was distilled for {want:g}: add "
+                     f"FluxGuidance {want:g} after the text encoder")
+    return ran, (f"guidance {shown} differs from the {want:g} the SwD {family.name} LoRA was distilled for: set "
+                 f"FluxGuidance to {want:g}")

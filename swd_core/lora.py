@@ -49,6 +49,39 @@ def lora_modules(state_dict: dict[str, torch.Tensor]) -> dict[str, tuple[torch.T
     return modules
 
 
+#: Module-name markers of each family's diffusers model: FLUX's single blocks; the SDXL (and
+#: SD1.5) UNet's blocks; SD3's position embedding and MMDiT-X's second attention. SD3's joint
+#: blocks share every other name with FLUX's double blocks, so they are told apart only by
+#: index (`FLUX_DOUBLE_BLOCKS`).
+FAMILY_MARKERS = (
+    ("FLUX", ("single_transformer_blocks.",)),
+    ("SDXL", ("down_blocks.", "up_blocks.", "mid_block.")),
+    ("SD3.5", ("pos_embed.",)),
+)
+#: FLUX.1 has 19 double blocks; SD3.5 Medium and Large have 24 and 38 joint blocks.
+FLUX_DOUBLE_BLOCKS = 19
+_BLOCK_INDEX = re.compile(r"^transformer_blocks\.(\d+)\.")
+
+
+def lora_family(module_names) -> str | None:
+    """The model family (``swd_core.families`` names) a diffusers/PEFT LoRA's module names belong to.
+
+    ``None`` when the names do not tell (other layouts, or too few modules): the shape check
+    decides then. SD3.5 and FLUX share most names (``transformer_blocks.N.attn.to_q``): a FLUX
+    LoRA is told by its single blocks (upstream's FLUX SwD LoRA targets them), an SD3.5 LoRA by
+    ``pos_embed``, ``attn2`` or a joint block FLUX does not have.
+    """
+    names = [module_name(n) for n in module_names]
+    for family, markers in FAMILY_MARKERS:
+        if any(n.startswith(markers) for n in names):
+            return family
+    if any(".attn2." in n for n in names):
+        return "SD3.5"  # MMDiT-X (SD3.5 Medium)
+    if any((m := _BLOCK_INDEX.match(n)) and int(m.group(1)) >= FLUX_DOUBLE_BLOCKS for n in names):
+        return "SD3.5"
+    return None
+
+
 def module_name(prefix: str) -> str:
     """The transformer module name PEFT's patterns are matched against."""
     for p in MODULE_PREFIXES:

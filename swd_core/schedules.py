@@ -103,6 +103,11 @@ PRESETS: dict[str, Schedule] = {
                  "SD3.5 Medium, 4 steps", "SD3.5"),
         Schedule((32, 64, 96, 128), (1.0, 0.9454, 0.7904, 0.6022, 0.0),
                  "SD3.5 Medium, 4 steps (first README)", "SD3.5"),
+        # yresearch/swd_flux (guidance 4.5): the table's sigmas, and the README code's spelling
+        Schedule((64, 80, 96, 128), (1.0, 0.8959, 0.7371, 0.6022, 0.0),
+                 "FLUX.1-dev, 4 steps", "FLUX"),
+        Schedule((64, 80, 96, 128), (1.0, 0.8956, 0.7363, 0.6007, 0.0),
+                 "FLUX.1-dev, 4 steps (README code sigmas)", "FLUX"),
     )
 }
 CUSTOM = "custom"

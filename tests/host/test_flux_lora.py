@@ -6,26 +6,13 @@ swd#10); ``nodes/lora_keys.py`` adds it as aliases of ComfyUI's own entries.
 """
 import copy
 import importlib
-import importlib.util
-from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
+from harness.reference import flux as reference
+from harness.standins import flux
 
-
-def _harness(name: str):
-    # TODO(lead): plain "from harness.standins import flux" once dev/ is on the path
-    path = ROOT / "dev" / "harness" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"h13_{path.parent.name}_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-flux = _harness("standins/flux")
-reference = _harness("reference/flux")
 SIGMA = 0.7
 GUIDANCE = 4.5
 

@@ -6,26 +6,13 @@ transformer's space (``process_latent_in``: FLUX's scale 0.3611, shift 0.1159).
 """
 import copy
 import importlib
-import importlib.util
-from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
+from harness.reference import flux as reference
+from harness.standins import flux
 
-
-def _harness(name: str):
-    # TODO(lead): plain "from harness.standins import flux" once dev/ is on the path
-    path = ROOT / "dev" / "harness" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"h13p_{path.parent.name}_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-flux = _harness("standins/flux")
-reference = _harness("reference/flux")
 SCALES = (64, 80, 96, 128)
 SIGMAS = (1.0, 0.8956, 0.7363, 0.6007, 0.0)  # yresearch/swd_flux, README code
 GUIDANCE = 4.5

@@ -8,12 +8,15 @@ Two kinds, both deterministic (the same seed and torch give identical tensors an
   (``model_detection.convert_diffusers_mmdit``) and detection (``detect_unet_config``) build it;
   only the two fields detection fixes for FLUX.1 (24 heads, RoPE axes 16/56/56, which force
   hidden size 3072) are set from the diffusers config.
-* **Files** (``write_files``): what a FLUX.1-dev workflow loads, under the real names:
-  ``diffusion_models/flux1-dev.safetensors`` (full width, one double and one single block,
-  BFL/ComfyUI keys, bf16), ``vae/ae.safetensors`` (FLUX's 16-channel VAE, full size because
-  ComfyUI fixes its widths, LDM keys, bf16), ``text_encoders/clip_l.safetensors`` (full-size
-  CLIP-L, fp16) and ``text_encoders/t5xxl_fp16.safetensors`` (loads, cannot encode: see
-  ``t5xxl_state_dict``).
+* **Files** (``write``, names in ``harness.paths``): what a FLUX.1-dev workflow loads, in the
+  real formats: the transformer (full width, one double and one single block, BFL/ComfyUI keys,
+  bf16) that ``UNETLoader`` detects as FLUX.1-dev, the VAE (FLUX's 16-channel VAE, full size
+  because ComfyUI fixes its widths, LDM keys, bf16) and the SwD-FLUX PEFT LoRA. The text
+  encoder is the SD3 family's full-size CLIP-L stand-in: a T5-XXL that encodes is 4.9 GB even
+  in fp8, too large for these machines (ComfyUI builds it at full size whatever the file holds
+  and leaves missing weights uninitialised: measured, NaN after ~50 s), so the file stand-in's
+  text context is CLIP-L's 768 wide instead of T5's 4096, and the workflow tests load the text
+  encoder with ``CLIPLoader`` (see ``harness.standin_workflow``).
 
 ``save_peft_lora`` writes a PEFT LoRA folder (``adapter_config.json`` +
 ``adapter_model.safetensors``, keys ``base_model.model.<diffusers name>``) as upstream's
@@ -24,15 +27,16 @@ ComfyUI must be importable (its root first on ``sys.path``) for ``comfy_model`` 
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import math
-import os
 import shutil
 from pathlib import Path
 
 import torch
+
+from .. import paths
+from .common import save_safetensors, seeded
 
 #: Tiny FLUX.1-dev-shaped transformer (guidance embedding, 2 double + 2 single blocks).
 #: ``attention_head_dim`` must equal ``sum(axes_dims_rope)``, as in FLUX (128 = 16 + 56 + 56).
@@ -50,8 +54,8 @@ SMALL_CONFIG = dict(
 )
 
 #: FLUX.1-dev's transformer config with one double and one single block: ComfyUI detects FLUX
-#: only at full width (24 heads, RoPE axes 16/56/56), so width, context (T5-XXL, 4096) and
-#: pooled (CLIP-L, 768) sizes are the real ones.
+#: only at full width (24 heads, RoPE axes 16/56/56), so width and pooled (CLIP-L, 768) sizes are
+#: the real ones; the text context is CLIP-L's 768 (T5-XXL's 4096 in the real model: see above).
 FULL_WIDTH_CONFIG = dict(
     patch_size=1,
     in_channels=64,
@@ -59,7 +63,7 @@ FULL_WIDTH_CONFIG = dict(
     num_single_layers=1,
     attention_head_dim=128,
     num_attention_heads=24,
-    joint_attention_dim=4096,
+    joint_attention_dim=768,
     pooled_projection_dim=768,
     guidance_embeds=True,
     axes_dims_rope=(16, 56, 56),
@@ -84,21 +88,6 @@ VAE_CONFIG = dict(
     force_upcast=True,
 )
 
-#: Standard CLIP-L text tower; full size because ComfyUI builds it from a fixed config.
-CLIP_L_CONFIG = dict(
-    hidden_size=768,
-    num_hidden_layers=12,
-    num_attention_heads=12,
-    intermediate_size=3072,
-    projection_dim=768,
-    vocab_size=49408,
-    max_position_embeddings=77,
-    hidden_act="quick_gelu",
-    bos_token_id=0,
-    eos_token_id=2,
-    pad_token_id=1,
-)
-
 #: The modules the FLUX SwD LoRA targets (PEFT suffix names): the double blocks' attention and
 #: feed-forwards, the single blocks' attention, ``proj_mlp`` and ``proj_out`` (``proj_out`` also
 #: matches the final projection), ``context_embedder`` and every AdaLN ``linear``
@@ -117,39 +106,24 @@ LORA_CONFIG = dict(
     init_lora_weights=False,  # random A and B: the LoRA has a visible effect
 )
 
-# Paths inside the models folder (the real files' names, as FLUX.1-dev workflows load them).
-TRANSFORMER_FILE = "diffusion_models/flux1-dev.safetensors"
-VAE_FILE = "vae/ae.safetensors"
-CLIP_L_FILE = "text_encoders/clip_l.safetensors"
-T5XXL_FILE = "text_encoders/t5xxl_fp16.safetensors"
-LORA_DIR = "loras/swd_flux"
+# Paths inside the models folder.
+TRANSFORMER_FILE = f"diffusion_models/{paths.FLUX_DIFFUSION_MODEL}"
+VAE_FILE = f"vae/{paths.FLUX_VAE}"
+LORA_DIR = f"loras/{paths.FLUX_LORA_DIR}"
+
+#: ``{name: path in the models folder}`` this family writes (for the cache manifest).
+FILES = {
+    "flux_diffusion_model": TRANSFORMER_FILE,
+    "flux_vae": VAE_FILE,
+    "flux_lora_config": f"{LORA_DIR}/adapter_config.json",
+    "flux_lora_weights": f"{LORA_DIR}/adapter_model.safetensors",
+}
 
 _SEED_OFFSETS = {"transformer": 0, "vae": 1, "clip_l": 2, "lora": 3, "full": 4}
 
 
-@contextlib.contextmanager
-def _seeded(seed: int):
-    """Seed torch's CPU RNG for the block, leaving the caller's RNG state untouched."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
-
-
 def _sub_seed(seed: int, what: str) -> int:
     return seed * 16 + _SEED_OFFSETS[what]
-
-
-def save_safetensors(state_dict: dict, path: Path, metadata: dict | None = None) -> Path:
-    """Write ``state_dict`` atomically (``.partial`` then rename), contiguous tensors."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    save_file({k: v.detach().contiguous() for k, v in state_dict.items()}, str(tmp),
-              metadata=metadata or {"format": "pt"})
-    os.replace(tmp, path)
-    return path
 
 
 # --------------------------------------------------------------------------- small (parity)
@@ -158,7 +132,7 @@ def build_transformer(seed: int = 0, **overrides):
     """Random-init diffusers ``FluxTransformer2DModel`` with ``SMALL_CONFIG`` (fp32, eval)."""
     from diffusers import FluxTransformer2DModel
 
-    with _seeded(_sub_seed(seed, "transformer")):
+    with seeded(_sub_seed(seed, "transformer")):
         model = FluxTransformer2DModel(**{**SMALL_CONFIG, **overrides})
     return model.eval().requires_grad_(False)
 
@@ -215,7 +189,7 @@ def save_peft_lora(transformer, out_dir, seed: int = 0, **lora_config_kwargs) ->
     from peft import LoraConfig, get_peft_model
 
     out_dir = Path(out_dir)
-    with _seeded(_sub_seed(seed, "lora")):
+    with seeded(_sub_seed(seed, "lora")):
         peft_model = get_peft_model(copy.deepcopy(transformer), LoraConfig(**{**LORA_CONFIG, **lora_config_kwargs}))
     return _save_peft(peft_model, out_dir)
 
@@ -244,26 +218,27 @@ def build_pipeline(seed: int = 0, transformer=None):
     scale/shift. The tokenizers are the ones ComfyUI ships (``comfy/sd1_tokenizer``,
     ``comfy/text_encoders/t5_tokenizer``), so ComfyUI must be importable. For ``swd_core.run``.
     """
-    import comfy.sd1_clip
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, T5Config, T5EncoderModel, T5TokenizerFast
+
+    import comfy.sd1_clip
 
     transformer = build_transformer(seed) if transformer is None else transformer
     comfy_dir = Path(comfy.sd1_clip.__file__).resolve().parent
     # ComfyUI's copy says model_max_length 8192 (it chunks prompts itself); FluxPipeline pads to it.
     clip_tokenizer = CLIPTokenizer.from_pretrained(str(comfy_dir / "sd1_tokenizer"), model_max_length=77)
     t5_tokenizer = T5TokenizerFast.from_pretrained(str(comfy_dir / "text_encoders" / "t5_tokenizer"))
-    with _seeded(_sub_seed(seed, "clip_l")):
+    with seeded(_sub_seed(seed, "clip_l")):
         clip = CLIPTextModel(CLIPTextConfig(
             hidden_size=transformer.config.pooled_projection_dim, intermediate_size=64, num_hidden_layers=2,
             num_attention_heads=2, vocab_size=clip_tokenizer.vocab_size, max_position_embeddings=77,
             bos_token_id=clip_tokenizer.bos_token_id, eos_token_id=clip_tokenizer.eos_token_id,
             pad_token_id=clip_tokenizer.pad_token_id))
-    with _seeded(_sub_seed(seed, "full")):
+    with seeded(_sub_seed(seed, "full")):
         t5 = T5EncoderModel(T5Config(
             d_model=transformer.config.joint_attention_dim, d_kv=16, d_ff=64, num_layers=2, num_heads=2,
             vocab_size=len(t5_tokenizer), is_gated_act=True, dense_act_fn="gelu_new"))
-    with _seeded(_sub_seed(seed, "vae")):
+    with seeded(_sub_seed(seed, "vae")):
         vae = AutoencoderKL(**{**VAE_CONFIG, "block_out_channels": [8, 8, 8, 8], "norm_num_groups": 4,
                                "layers_per_block": 1})
     pipe = FluxPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae.eval(), text_encoder=clip.eval(),
@@ -311,55 +286,30 @@ def full_width_state_dict(seed: int = 0, dtype: torch.dtype = torch.bfloat16) ->
 
 def vae_state_dict(seed: int = 0, dtype: torch.dtype = torch.bfloat16) -> dict:
     """FLUX.1's 16-channel VAE (diffusers ``AutoencoderKL``), LDM keys as in ``ae.safetensors``."""
-    import comfy.diffusers_convert
     from diffusers import AutoencoderKL
 
-    with _seeded(_sub_seed(seed, "vae")):
+    import comfy.diffusers_convert
+
+    with seeded(_sub_seed(seed, "vae")):
         vae = AutoencoderKL(**VAE_CONFIG)
     sd = comfy.diffusers_convert.convert_vae_state_dict(vae.state_dict())
     return {k: v.to(dtype) for k, v in sd.items()}
 
 
-def clip_l_state_dict(seed: int = 0, dtype: torch.dtype = torch.float16) -> dict:
-    """Full-size CLIP-L text tower (``text_model.*``, ``text_projection.weight``)."""
-    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+def write(out_dir: Path, seed: int, log) -> None:
+    """Write this family's stand-ins into the models folder ``out_dir`` (each file freed before the next)."""
+    from ..comfy_host import put_comfyui_first
 
-    with _seeded(_sub_seed(seed, "clip_l")):
-        model = CLIPTextModelWithProjection(CLIPTextConfig(**CLIP_L_CONFIG))
-    return {k: v.to(dtype) for k, v in model.state_dict().items() if not k.endswith("position_ids")}
-
-
-def t5xxl_state_dict(dtype: torch.dtype = torch.float16) -> dict:
-    """A ``t5xxl`` file ``DualCLIPLoader`` (type flux) *loads*, but that cannot encode: see below.
-
-    ComfyUI 0.3.75 builds T5-XXL for FLUX from its fixed config (24 layers, width 4096, 4.7 G
-    parameters) whatever the file holds, reads only ``encoder.final_layer_norm.weight``'s dtype
-    and merely warns about missing keys. The missing weights stay uninitialised memory:
-    measured, ``CLIPTextEncode`` then ran the full-size encoder for ~50 s on 2 CPU cores and
-    returned NaN. A T5 that encodes is full size (4.9 GB even in fp8), too large here; this
-    file exists so that workflows naming ``t5xxl_fp16.safetensors`` validate.
-    """
-    return {"encoder.final_layer_norm.weight": torch.ones(4096, dtype=dtype)}
-
-
-def write_files(models_dir, seed: int = 0, t5xxl: bool = True) -> dict[str, Path]:
-    """Write the FLUX.1-dev workflow stand-ins under ``models_dir`` (a ComfyUI models folder).
-
-    Returns ``{"transformer", "vae", "clip_l", "t5xxl"?: path}``. Each file is written and
-    freed before the next (the transformer is the largest: 1.09 GB in bf16).
-    """
-    models_dir = Path(models_dir)
-    paths = {}
-    for name, rel, make in (
-        ("transformer", TRANSFORMER_FILE, lambda: full_width_state_dict(seed)),
-        ("vae", VAE_FILE, lambda: vae_state_dict(seed)),
-        ("clip_l", CLIP_L_FILE, lambda: clip_l_state_dict(seed)),
-        *((("t5xxl", T5XXL_FILE, t5xxl_state_dict),) if t5xxl else ()),
-    ):
-        sd = make()
-        paths[name] = save_safetensors(sd, models_dir / rel)
-        del sd
-    return paths
+    put_comfyui_first(paths.COMFYUI)  # ComfyUI's own key conversion
+    out_dir = Path(out_dir)
+    sd = full_width_state_dict(seed)
+    save_safetensors(sd, out_dir / TRANSFORMER_FILE)
+    del sd
+    log("flux transformer")
+    save_safetensors(vae_state_dict(seed), out_dir / VAE_FILE)
+    log("flux vae")
+    write_lora(out_dir, seed)
+    log("flux lora")
 
 
 def write_lora(models_dir, seed: int = 0, **lora_config_kwargs) -> Path:
