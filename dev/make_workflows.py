@@ -9,35 +9,21 @@ output, that the UI files are valid for ComfyUI's frontend (node types and widge
 against the real server's /object_info), that converting each UI file to API format with
 ``harness.workflow_api`` (an independent converter driven by /object_info) gives the
 API file, that the frontend's own ``app.graphToPrompt()`` gives it too, and that every
-workflow runs in a real ComfyUI server.
-
-UI format: the ComfyUI frontend's graph JSON, ``version`` 0.4, as frontend 1.32 writes it:
-``widgets_values`` lists the node's widget inputs in /object_info's ``input_order``
-(required, then optional); an INT seed input with ``control_after_generate`` is followed by
-the frontend-only control value ("fixed"/"randomize"), and an ``image_upload`` combo
-(LoadImage) by the upload button's value ("image"). Neither reaches the API format.
+workflow runs in a real ComfyUI server. The graph and both formats: ``workflow_graph``.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-import uuid
 from pathlib import Path
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    tomllib = None
 
 from harness.paths import ROOT
 from harness.paths import WORKFLOWS as OUT_DIR
+from workflow_graph import PACK_ID, Graph, _renumber_links, pack_version  # noqa: F401  (tests read pack_version here)
 
 API_DIR = OUT_DIR / "api"
 
-PACK_ID = "swd-scalewise"  # the Comfy Registry id (pyproject [tool.comfy] / project name)
-COMFY_VERSION = "0.3.75"  # the ComfyUI the workflows are tested on
-FRONTEND_VERSION = "1.32.9"
 RESOLUTION = 1024
 SEED = 42
 PROMPT = ("a red fox sitting in a snowy birch forest at golden hour, soft rim light, "
@@ -58,148 +44,6 @@ CHECKPOINTS = {
     "medium": ("sd3.5_medium.safetensors",
                f"{HF}/stabilityai/stable-diffusion-3.5-medium/resolve/main/sd3.5_medium.safetensors"),
 }
-
-
-def pack_version() -> str:
-    text = (ROOT / "pyproject.toml").read_text()
-    if tomllib is not None:
-        return tomllib.loads(text)["project"]["version"]
-    for line in text.splitlines():  # pragma: no cover (3.10 only)
-        if line.startswith("version"):
-            return line.split("=", 1)[1].strip().strip('"')
-    raise RuntimeError("no version in pyproject.toml")
-
-
-# --- node types: socket inputs, widgets and outputs in /object_info's order ----------------
-# A widget is (api_name, ...); None as api_name marks a frontend-only value (seed control,
-# upload button) that widgets_values holds but the API format does not.
-CONTROL = None
-NODE_TYPES: dict[str, dict] = {
-    "CheckpointLoaderSimple": dict(inputs=[], widgets=["ckpt_name"],
-                                   outputs=[("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE")]),
-    "TripleCLIPLoader": dict(inputs=[], widgets=["clip_name1", "clip_name2", "clip_name3"],
-                             outputs=[("CLIP", "CLIP")]),
-    "CLIPLoader": dict(inputs=[], widgets=["clip_name", "type", "device"], outputs=[("CLIP", "CLIP")]),
-    "SwDLoraLoader": dict(inputs=[("model", "MODEL")], widgets=["lora_name", "strength_model"],
-                          outputs=[("MODEL", "MODEL")], ours=True),
-    "SwDSchedule": dict(inputs=[], widgets=["preset", "scales", "sigmas"],
-                        outputs=[("schedule", "SWD_SCHEDULE"), ("sigmas", "SIGMAS")], ours=True),
-    "SwDSampler": dict(inputs=[("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"),
-                               ("latent_image", "LATENT"), ("schedule", "SWD_SCHEDULE")],
-                       widgets=["seed", CONTROL, "cfg", "upscale_method", "denoise"],
-                       outputs=[("LATENT", "LATENT")], ours=True),
-    "SamplerSwD": dict(inputs=[("schedule", "SWD_SCHEDULE")], widgets=["upscale_method"],
-                       outputs=[("SAMPLER", "SAMPLER")], ours=True),
-    "CLIPTextEncode": dict(inputs=[("clip", "CLIP")], widgets=["text"], outputs=[("CONDITIONING", "CONDITIONING")]),
-    "EmptySD3LatentImage": dict(inputs=[], widgets=["width", "height", "batch_size"], outputs=[("LATENT", "LATENT")]),
-    "VAEDecode": dict(inputs=[("samples", "LATENT"), ("vae", "VAE")], widgets=[], outputs=[("IMAGE", "IMAGE")]),
-    "VAEEncode": dict(inputs=[("pixels", "IMAGE"), ("vae", "VAE")], widgets=[], outputs=[("LATENT", "LATENT")]),
-    "SaveImage": dict(inputs=[("images", "IMAGE")], widgets=["filename_prefix"], outputs=[]),
-    "LoadImage": dict(inputs=[], widgets=["image", None], outputs=[("IMAGE", "IMAGE"), ("MASK", "MASK")]),
-    "RandomNoise": dict(inputs=[], widgets=["noise_seed", CONTROL], outputs=[("NOISE", "NOISE")]),
-    "CFGGuider": dict(inputs=[("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING")],
-                      widgets=["cfg"], outputs=[("GUIDER", "GUIDER")]),
-    "SamplerCustomAdvanced": dict(inputs=[("noise", "NOISE"), ("guider", "GUIDER"), ("sampler", "SAMPLER"),
-                                          ("sigmas", "SIGMAS"), ("latent_image", "LATENT")],
-                                  widgets=[], outputs=[("output", "LATENT"), ("denoised_output", "LATENT")]),
-    # frontend-only (virtual): never in the API format
-    "MarkdownNote": dict(inputs=[], widgets=[None], outputs=[], virtual=True),
-}
-
-
-class Graph:
-    """A workflow graph that serialises to both the UI and the API format."""
-
-    def __init__(self, name: str):
-        self.name = name
-        self.nodes: list[dict] = []
-        self.links: list[list] = []  # [id, origin_id, origin_slot, target_id, target_slot, type]
-
-    def node(self, type_: str, title: str, pos, size, widgets=(), *, models=None, color=None) -> dict:
-        spec = NODE_TYPES[type_]
-        widgets = list(widgets)
-        if len(widgets) != len(spec["widgets"]):
-            raise ValueError(f"{type_} takes {len(spec['widgets'])} widget values, got {len(widgets)}")
-        properties = {}
-        if not spec.get("virtual"):
-            properties["cnr_id"] = PACK_ID if spec.get("ours") else "comfy-core"
-            properties["ver"] = pack_version() if spec.get("ours") else COMFY_VERSION
-            properties["Node name for S&R"] = type_
-        if models:
-            properties["models"] = [{"name": n, "url": u, "directory": d} for n, u, d in models]
-        node = {
-            "id": len(self.nodes) + 1, "type": type_, "pos": list(pos), "size": list(size), "flags": {},
-            "order": 0, "mode": 0,
-            "inputs": [{"name": n, "type": t, "link": None} for n, t in spec["inputs"]],
-            "outputs": [{"name": n, "type": t, "links": []} for n, t in spec["outputs"]],
-            "title": title, "properties": properties, "widgets_values": widgets,
-        }
-        if color:
-            node["color"], node["bgcolor"] = color
-        self.nodes.append(node)
-        return node
-
-    def link(self, src: dict, output: str, dst: dict, input_name: str) -> None:
-        slot = [o["name"] for o in src["outputs"]].index(output)
-        target_slot = [i["name"] for i in dst["inputs"]].index(input_name)
-        type_ = src["outputs"][slot]["type"]
-        if dst["inputs"][target_slot]["type"] != type_:
-            raise TypeError(f"{src['type']}.{output} ({type_}) -> {dst['type']}.{input_name}")
-        link_id = len(self.links) + 1
-        self.links.append([link_id, src["id"], slot, dst["id"], target_slot, type_])
-        dst["inputs"][target_slot]["link"] = link_id
-        src["outputs"][slot]["links"].append(link_id)
-
-    def _execution_order(self) -> list[dict]:
-        by_id = {n["id"]: n for n in self.nodes}
-        done: dict[int, int] = {}
-
-        def visit(n):
-            if n["id"] in done:
-                return
-            for i in n["inputs"]:
-                if i["link"] is not None:
-                    visit(by_id[self.links[i["link"] - 1][1]])
-            done[n["id"]] = len(done)
-
-        for n in self.nodes:
-            visit(n)
-        return sorted(self.nodes, key=lambda n: done[n["id"]])
-
-    def ui(self) -> dict:
-        for order, node in enumerate(self._execution_order()):
-            node["order"] = order
-        for node in self.nodes:
-            for out in node["outputs"]:
-                if not out["links"]:
-                    out["links"] = None
-        return {
-            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{PACK_ID}/workflows/{self.name}")),
-            "revision": 0,
-            "last_node_id": len(self.nodes),
-            "last_link_id": len(self.links),
-            "nodes": self.nodes,
-            "links": self.links,
-            "groups": [],
-            "config": {},
-            # no "ds" (saved view): the frontend then fits the whole graph into the window
-            "extra": {"frontendVersion": FRONTEND_VERSION},
-            "version": 0.4,
-        }
-
-    def api(self) -> dict:
-        prompt = {}
-        for node in self._execution_order():
-            spec = NODE_TYPES[node["type"]]
-            if spec.get("virtual"):
-                continue
-            inputs = {name: value for name, value in zip(spec["widgets"], node["widgets_values"]) if name}
-            for i in node["inputs"]:
-                if i["link"] is not None:
-                    _, origin, slot, *_ = self.links[i["link"] - 1]
-                    inputs[i["name"]] = [str(origin), slot]
-            prompt[str(node["id"])] = {"inputs": inputs, "class_type": node["type"], "_meta": {"title": node["title"]}}
-        return prompt
 
 
 # --- the workflows -------------------------------------------------------------------------
@@ -353,26 +197,98 @@ def build_custom_advanced(name: str) -> Graph:
     return g
 
 
-def _renumber_links(g: Graph) -> None:
-    """Give the remaining links ids 1..n and rewrite every reference to them."""
-    new_ids = {link[0]: i + 1 for i, link in enumerate(g.links)}
-    for link in g.links:
-        link[0] = new_ids[link[0]]
-    for node in g.nodes:
-        for i in node["inputs"]:
-            i["link"] = new_ids.get(i["link"]) if i["link"] is not None else None
-        for o in node["outputs"]:
-            o["links"] = [new_ids[x] for x in o["links"] if x in new_ids]
-    # re-pack the node ids too (1..n), so that last_node_id stays tight
-    id_map = {n["id"]: i + 1 for i, n in enumerate(g.nodes)}
-    for n in g.nodes:
-        n["id"] = id_map[n["id"]]
-    for link in g.links:
-        link[1], link[3] = id_map[link[1]], id_map[link[3]]
+# --- FLUX.1-dev ------------------------------------------------------------------------------
+FLUX_GUIDANCE = 4.5  # what yresearch/swd_flux was distilled with
+FLUX_PRESET = "FLUX.1-dev, 4 steps"
+FLUX_LORA = "swd_flux/adapter_model.safetensors"
+FLUX_FILES = {  # variant -> (unet file, weight_dtype, t5 file, unet url)
+    "bf16": ("flux1-dev.safetensors", "default", "t5xxl_fp16.safetensors",
+             f"{HF}/black-forest-labs/FLUX.1-dev/resolve/main/flux1-dev.safetensors"),
+    "fp8": ("flux1-dev-fp8-e4m3fn.safetensors", "fp8_e4m3fn", "t5xxl_fp8_e4m3fn.safetensors",
+            f"{HF}/Kijai/flux-fp8/resolve/main/flux1-dev-fp8-e4m3fn.safetensors"),
+}
+FLUX_TE = f"{HF}/comfyanonymous/flux_text_encoders/resolve/main"
+FLUX_VAE = ("ae.safetensors", f"{HF}/black-forest-labs/FLUX.1-dev/resolve/main/ae.safetensors")
+
+
+def flux_note(variant: str) -> str:
+    unet, dtype, t5, unet_url = FLUX_FILES[variant]
+    rows = [
+        (f"`{unet}`", "`ComfyUI/models/diffusion_models/`", f"[file]({unet_url})"),
+        (f"`clip_l.safetensors`, `{t5}`", "`ComfyUI/models/text_encoders/`",
+         f"[comfyanonymous/flux_text_encoders]({HF}/comfyanonymous/flux_text_encoders)"),
+        ("`ae.safetensors`", "`ComfyUI/models/vae/`",
+         f"[black-forest-labs/FLUX.1-dev]({HF}/black-forest-labs/FLUX.1-dev)"),
+        ("`adapter_model.safetensors` **and** `adapter_config.json`", "`ComfyUI/models/loras/swd_flux/`",
+         f"[yresearch/swd_flux]({HF}/yresearch/swd_flux)"),
+    ]
+    table = "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows)
+    fp8 = (f"\n**fp8**: the transformer runs in `{dtype}` (UNETLoader's weight_dtype) and T5-XXL is the fp8 "
+           f"file: about half the memory of the bf16 workflow.\n" if variant == "fp8" else "")
+    return f"""## SwD: FLUX.1-dev, 4 steps
+
+Scale-wise distillation: each step predicts the clean latent, enlarges it and re-noises it.
+Needs the **{PACK_ID}** node pack.
+{fp8}
+### Model files (download, then put them here)
+
+| file | folder | from |
+|---|---|---|
+{table}
+
+FLUX.1-dev is gated: accept its license on Hugging Face first. Keep the LoRA's two files
+together in `loras/swd_flux/`, then pick `{FLUX_LORA}` in **SwD LoRA Loader**.
+
+### Settings
+* **FluxGuidance {FLUX_GUIDANCE}**: the LoRA was distilled with FLUX's embedded guidance at
+  {FLUX_GUIDANCE}; without FluxGuidance ComfyUI uses 3.5 (the sampler warns on the node).
+* **SwD Schedule** preset `{FLUX_PRESET}`; SwD Sampler cfg **1.0**.
+"""
+
+
+def build_flux(name: str, variant: str) -> Graph:
+    g = Graph(name)
+    unet, dtype, t5, unet_url = FLUX_FILES[variant]
+    lora_url = f"{HF}/yresearch/swd_flux/resolve/main/adapter_model.safetensors"
+    g.node("MarkdownNote", "Model files", (-520, 0), (480, 700), [flux_note(variant)], color=("#432", "#653"))
+    loader = g.node("UNETLoader", "Load FLUX.1-dev", (0, 0), (380, 82), [unet, dtype],
+                    models=[(unet, unet_url, "diffusion_models")])
+    clip = g.node("DualCLIPLoader", "FLUX text encoders", (0, 130), (380, 130), ["clip_l.safetensors", t5, "flux",
+                                                                                  "default"],
+                  models=[(n, f"{FLUX_TE}/{n}", "text_encoders") for n in ("clip_l.safetensors", t5)])
+    vae = g.node("VAELoader", "Load FLUX VAE", (0, 310), (380, 58), [FLUX_VAE[0]],
+                 models=[(FLUX_VAE[0], FLUX_VAE[1], "vae")])
+    swd_lora = g.node("SwDLoraLoader", "SwD LoRA Loader", (0, 420), (380, 82), [FLUX_LORA, 1.0],
+                      models=[(FLUX_LORA, lora_url, "loras")])
+    schedule = g.node("SwDSchedule", "SwD Schedule", (0, 550), (380, 106), [FLUX_PRESET, CUSTOM_SCALES, CUSTOM_SIGMAS])
+    pos = g.node("CLIPTextEncode", "Positive Prompt", (430, 0), (420, 200), [PROMPT], color=("#232", "#353"))
+    guidance = g.node("FluxGuidance", "FluxGuidance", (430, 250), (320, 58), [FLUX_GUIDANCE])
+    neg = g.node("CLIPTextEncode", "Negative Prompt (unused at cfg 1)", (430, 350), (420, 120), [NEGATIVE],
+                 color=("#322", "#533"))
+    latent = g.node("EmptySD3LatentImage", "Empty Latent Image (16 channels)", (430, 520), (320, 106),
+                    [RESOLUTION, RESOLUTION, 1])
+    sampler = g.node("SwDSampler", "SwD Sampler", (900, 0), (320, 262), [SEED, "fixed", 1.0, "bicubic", 1.0])
+    decode = g.node("VAEDecode", "VAE Decode", (1260, 0), (210, 46))
+    save = g.node("SaveImage", "Save Image", (1260, 90), (560, 620), [f"swd/{name.removeprefix('swd-')}"])
+    g.link(loader, "MODEL", swd_lora, "model")
+    for enc in (pos, neg):
+        g.link(clip, "CLIP", enc, "clip")
+    g.link(pos, "CONDITIONING", guidance, "conditioning")
+    g.link(swd_lora, "MODEL", sampler, "model")
+    g.link(guidance, "CONDITIONING", sampler, "positive")
+    g.link(neg, "CONDITIONING", sampler, "negative")
+    g.link(latent, "LATENT", sampler, "latent_image")
+    g.link(schedule, "schedule", sampler, "schedule")
+    g.link(sampler, "LATENT", decode, "samples")
+    g.link(vae, "VAE", decode, "vae")
+    g.link(decode, "IMAGE", save, "images")
+    return g
 
 
 def build_all() -> dict[str, Graph]:
     graphs = {name: build_txt2img(name, model, steps) for name, model, steps in PRESETS}
+    graphs["swd-flux1-dev-4-steps"] = build_flux("swd-flux1-dev-4-steps", "bf16")
+    graphs["swd-flux1-dev-4-steps-fp8"] = build_flux("swd-flux1-dev-4-steps-fp8", "fp8")
     graphs["swd-sd3.5-large-6-steps-img2img"] = build_img2img("swd-sd3.5-large-6-steps-img2img")
     name = "swd-sd3.5-large-6-steps-sampler-custom-advanced"
     graphs[name] = build_custom_advanced(name)

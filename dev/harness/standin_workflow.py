@@ -1,4 +1,4 @@
-"""Run the shipped workflows where the real SD3.5 files are missing: swap in the stand-in models.
+"""Run the shipped workflows where the real model files are missing: swap in the stand-in models.
 
 ``use_standins(api_prompt, object_info)`` is the one place that decides the substitution; the
 demo and the tests use it. ``use_standins_ui(workflow, object_info)`` applies the same
@@ -7,19 +7,22 @@ decisions to a UI-format workflow (for the browser test), so that the frontend's
 
 What is replaced, and only when the real files are missing from ComfyUI's model folders
 (``object_info`` of the running server lists what is there; with the real files present,
-they are used):
+they are used), per model family (the workflow's model loader names it: a FLUX file name
+means FLUX, anything else SD3.5):
 
-* ``CheckpointLoaderSimple.ckpt_name`` -> ``swd-standin-sd35.safetensors`` and
-  ``SwDLoraLoader.lora_name`` -> ``swd-standin-lora/adapter_model.safetensors``, together:
-  an SwD LoRA fits only its own model, so when either the checkpoint or the LoRA is
-  missing both are swapped (a real LoRA on the tiny stand-in, or the stand-in LoRA on a
-  real SD3.5, would be refused by the loader's shape check);
-* a ``TripleCLIPLoader`` with any of its files missing -> ``CLIPLoader(clip_name=
-  "swd-standin-clip_l.safetensors", type="sd3")`` under the same node id (same CLIP output).
-  Only a CLIP-L stand-in exists: a full-size T5-XXL (4.7 B parameters) with random weights
-  cannot be built or run on a CPU test machine, and ComfyUI's SD3 text encoder accepts
-  any subset of CLIP-L / CLIP-G / T5 (it pads the missing parts), so CLIP-L alone gives
-  conditioning of the shape SD3.5 expects.
+* the model loader (``CheckpointLoaderSimple.ckpt_name`` / ``UNETLoader.unet_name``) and
+  ``SwDLoraLoader.lora_name``, together, by the family's stand-in model and SwD LoRA: an SwD
+  LoRA fits only its own model, so when either the model or the LoRA is missing both are
+  swapped (a real LoRA on the tiny stand-in, or the stand-in LoRA on a real model, would be
+  refused by the loader's checks); ``UNETLoader.weight_dtype`` is kept (fp8 runs as fp8);
+* the text encoders (``TripleCLIPLoader``, ``DualCLIPLoader``) with any file missing ->
+  ``CLIPLoader(clip_name="swd-standin-clip_l.safetensors")`` under the same node id (same CLIP
+  output): type ``sd3`` for SD3.5 (its text encoder accepts any subset of CLIP-L / CLIP-G / T5
+  and pads the missing parts, so CLIP-L alone gives conditioning of the shape SD3.5 expects),
+  type ``stable_diffusion`` for FLUX (whose stand-in transformer takes CLIP-L's 768-wide
+  context: see ``harness.standins.flux``). Only a CLIP-L stand-in exists: a full-size T5-XXL
+  (4.7 B parameters) with random weights cannot be built or run on a CPU test machine;
+* ``VAELoader.vae_name`` -> the family's stand-in VAE.
 
 Stand-in files are made by ``harness.standins`` (random weights: noise-like images).
 """
@@ -27,13 +30,30 @@ from __future__ import annotations
 
 import copy
 
-from .paths import CLIP_L as STANDIN_CLIP_L
-from .paths import SD3_CHECKPOINT as STANDIN_CHECKPOINT
-from .paths import SD3_LORA as STANDIN_LORA
+from . import paths
 
-CLIP_TYPE = "sd3"
-
-_TRIPLE = ("clip_name1", "clip_name2", "clip_name3")
+#: Per family: the stand-in for each loader input, and the CLIP type the stand-in text encoder loads as.
+FAMILIES = {
+    "sd3": dict(model={"CheckpointLoaderSimple": ("ckpt_name", paths.SD3_CHECKPOINT),
+                       "UNETLoader": ("unet_name", paths.SD3_DIFFUSION_MODEL)},
+                lora=paths.SD3_LORA, vae=paths.SD3_VAE, clip_type="sd3"),
+    "flux": dict(model={"UNETLoader": ("unet_name", paths.FLUX_DIFFUSION_MODEL)},
+                 lora=paths.FLUX_LORA, vae=paths.FLUX_VAE, clip_type="stable_diffusion"),
+}
+TEXT_ENCODER_LOADERS = {"TripleCLIPLoader": ("clip_name1", "clip_name2", "clip_name3"),
+                        "DualCLIPLoader": ("clip_name1", "clip_name2")}
+#: Widget order of every node the substitution touches (their /object_info input order).
+WIDGETS = {
+    "CheckpointLoaderSimple": ["ckpt_name"],
+    "UNETLoader": ["unet_name", "weight_dtype"],
+    "SwDLoraLoader": ["lora_name", "strength_model"],
+    "TripleCLIPLoader": ["clip_name1", "clip_name2", "clip_name3"],
+    "DualCLIPLoader": ["clip_name1", "clip_name2", "type", "device"],
+    "CLIPLoader": ["clip_name", "type", "device"],
+    "VAELoader": ["vae_name"],
+}
+FOLDERS = {"CheckpointLoaderSimple": "checkpoints", "UNETLoader": "diffusion_models", "SwDLoraLoader": "loras",
+           "VAELoader": "vae"}
 
 
 def _options(object_info: dict, node: str, name: str) -> set[str]:
@@ -47,9 +67,17 @@ def available_models(object_info: dict) -> dict[str, set[str]]:
     """File names ComfyUI can load, by folder, as its loader nodes list them."""
     return {
         "checkpoints": _options(object_info, "CheckpointLoaderSimple", "ckpt_name"),
+        "diffusion_models": _options(object_info, "UNETLoader", "unet_name"),
         "text_encoders": _options(object_info, "TripleCLIPLoader", "clip_name1"),
+        "vae": _options(object_info, "VAELoader", "vae_name"),
         "loras": _options(object_info, "SwDLoraLoader", "lora_name"),
     }
+
+
+def _family(nodes: dict[str, tuple[str, dict]]) -> str:
+    names = [v.get("ckpt_name", v.get("unet_name", "")) for t, v in nodes.values()
+             if t in ("CheckpointLoaderSimple", "UNETLoader")]
+    return "flux" if any("flux" in n.lower() for n in names) else "sd3"
 
 
 def _plan(nodes: dict[str, tuple[str, dict]], object_info: dict) -> dict[str, dict]:
@@ -58,20 +86,27 @@ def _plan(nodes: dict[str, tuple[str, dict]], object_info: dict) -> dict[str, di
     A replacement is ``{"class_type": ..., "inputs": {...}}`` holding only widget inputs.
     """
     have = available_models(object_info)
-    missing_model = any(
-        (t == "CheckpointLoaderSimple" and v["ckpt_name"] not in have["checkpoints"])
-        or (t == "SwDLoraLoader" and v["lora_name"] not in have["loras"])
-        for t, v in nodes.values()
-    )
+    family = FAMILIES[_family(nodes)]
+
+    def missing(class_type, values):
+        field = {"SwDLoraLoader": "lora_name", "VAELoader": "vae_name"}.get(class_type)
+        field = field or family["model"].get(class_type, (None,))[0]
+        return field is not None and values[field] not in have[FOLDERS[class_type]]
+
+    missing_model = any(missing(t, v) for t, v in nodes.values() if t in (*family["model"], "SwDLoraLoader"))
     plan = {}
     for node_id, (class_type, values) in nodes.items():
-        if class_type == "CheckpointLoaderSimple" and missing_model:
-            plan[node_id] = {"class_type": class_type, "inputs": {"ckpt_name": STANDIN_CHECKPOINT}}
+        if class_type in family["model"] and missing_model:
+            field, standin = family["model"][class_type]
+            plan[node_id] = {"class_type": class_type, "inputs": {field: standin}}
         elif class_type == "SwDLoraLoader" and missing_model:
-            plan[node_id] = {"class_type": class_type, "inputs": {"lora_name": STANDIN_LORA}}
-        elif class_type == "TripleCLIPLoader" and any(values[k] not in have["text_encoders"] for k in _TRIPLE):
+            plan[node_id] = {"class_type": class_type, "inputs": {"lora_name": family["lora"]}}
+        elif class_type == "VAELoader" and missing(class_type, values):
+            plan[node_id] = {"class_type": class_type, "inputs": {"vae_name": family["vae"]}}
+        elif class_type in TEXT_ENCODER_LOADERS and any(
+                values[k] not in have["text_encoders"] for k in TEXT_ENCODER_LOADERS[class_type]):
             plan[node_id] = {"class_type": "CLIPLoader",
-                             "inputs": {"clip_name": STANDIN_CLIP_L, "type": CLIP_TYPE, "device": "default"}}
+                             "inputs": {"clip_name": paths.CLIP_L, "type": family["clip_type"], "device": "default"}}
     return plan
 
 
@@ -98,16 +133,8 @@ def use_standins(api_prompt: dict, object_info: dict) -> dict:
 def use_standins_ui(workflow: dict, object_info: dict) -> dict:
     """The same substitution as ``use_standins`` on a UI-format workflow (a copy)."""
     wf = copy.deepcopy(workflow)
-    widgets = {  # widget order of the nodes involved (their /object_info input order)
-        "CheckpointLoaderSimple": ["ckpt_name"],
-        "SwDLoraLoader": ["lora_name", "strength_model"],
-        "TripleCLIPLoader": list(_TRIPLE),
-        "CLIPLoader": ["clip_name", "type", "device"],
-    }
-    nodes = {}
-    for node in wf["nodes"]:
-        if node["type"] in ("CheckpointLoaderSimple", "SwDLoraLoader", "TripleCLIPLoader"):
-            nodes[str(node["id"])] = (node["type"], dict(zip(widgets[node["type"]], node["widgets_values"])))
+    nodes = {str(n["id"]): (n["type"], dict(zip(WIDGETS[n["type"]], n["widgets_values"])))
+             for n in wf["nodes"] if n["type"] in WIDGETS}
     by_id = {str(n["id"]): n for n in wf["nodes"]}
     for node_id, repl in _plan(nodes, object_info).items():
         node = by_id[node_id]
@@ -115,9 +142,9 @@ def use_standins_ui(workflow: dict, object_info: dict) -> dict:
             node["type"] = repl["class_type"]
             node["properties"] = {k: v for k, v in node.get("properties", {}).items() if k != "models"}
             node["properties"]["Node name for S&R"] = repl["class_type"]
-            node["widgets_values"] = [repl["inputs"][k] for k in widgets[repl["class_type"]]]
+            node["widgets_values"] = [repl["inputs"][k] for k in WIDGETS[repl["class_type"]]]
         else:
-            values = dict(zip(widgets[node["type"]], node["widgets_values"]))
+            values = dict(zip(WIDGETS[node["type"]], node["widgets_values"]))
             values.update(repl["inputs"])
-            node["widgets_values"] = [values[k] for k in widgets[node["type"]]]
+            node["widgets_values"] = [values[k] for k in WIDGETS[node["type"]]]
     return wf

@@ -42,9 +42,10 @@ OUR_NODES = {"SwDLoraLoader", "SwDSchedule", "SwDSampler", "SamplerSwD"}
 
 def test_the_shipped_set_is_complete():
     assert NAMES == sorted(make_workflows.build_all())
-    assert len(NAMES) == 6
+    assert len(NAMES) == 8
     presets = {n["widgets_values"][0] for name in NAMES for n in ui(name)["nodes"] if n["type"] == "SwDSchedule"}
-    assert presets == {"SD3.5 Large, 6 steps", "SD3.5 Large, 4 steps", "SD3.5 Medium, 6 steps", "SD3.5 Medium, 4 steps"}
+    assert presets == {"SD3.5 Large, 6 steps", "SD3.5 Large, 4 steps", "SD3.5 Medium, 6 steps", "SD3.5 Medium, 4 steps",
+                       "FLUX.1-dev, 4 steps"}
 
 
 def test_files_are_what_the_generator_writes():
@@ -184,6 +185,21 @@ def test_standins_replace_only_missing_files(server):
     assert partial[clip_id] == prompt[clip_id]  # the text encoders are there: kept
 
 
+@pytest.mark.parametrize("name,weight_dtype", [("swd-flux1-dev-4-steps", "default"),
+                                               ("swd-flux1-dev-4-steps-fp8", "fp8_e4m3fn")])
+def test_flux_standins_replace_the_flux_files(server, name, weight_dtype):
+    prompt = api(name)
+    swapped = {n["class_type"]: n["inputs"] for n in standin_workflow.use_standins(prompt, server.object_info()).values()}
+    assert swapped["UNETLoader"] == {"unet_name": "swd-standin-flux1-dev.safetensors", "weight_dtype": weight_dtype}
+    assert swapped["SwDLoraLoader"]["lora_name"] == "swd-standin-flux-lora/adapter_model.safetensors"
+    assert swapped["VAELoader"] == {"vae_name": "swd-standin-flux-ae.safetensors"}
+    # no T5-XXL stand-in can encode here: CLIP-L alone, whose 768-wide context the stand-in takes
+    assert "DualCLIPLoader" not in swapped
+    assert swapped["CLIPLoader"] == {"clip_name": "swd-standin-clip_l.safetensors", "type": "stable_diffusion",
+                                     "device": "default"}
+    assert swapped["FluxGuidance"]["guidance"] == 4.5
+
+
 def expected_steps(core, prompt: dict) -> int:
     """Steps of the prompt's schedule (after the sampler's denoise, if any)."""
     sched = next(n for n in prompt.values() if n["class_type"] == "SwDSchedule")["inputs"]
@@ -218,7 +234,8 @@ def test_workflow_runs_in_the_server(server, core, name):
     steps = expected_steps(core, prompt)
     assert steps == {"swd-sd3.5-large-6-steps": 6, "swd-sd3.5-large-4-steps": 4, "swd-sd3.5-medium-6-steps": 6,
                      "swd-sd3.5-medium-4-steps": 4, "swd-sd3.5-large-6-steps-img2img": 3,
-                     "swd-sd3.5-large-6-steps-sampler-custom-advanced": 6}[name]
+                     "swd-sd3.5-large-6-steps-sampler-custom-advanced": 6, "swd-flux1-dev-4-steps": 4,
+                     "swd-flux1-dev-4-steps-fp8": 4}[name]
     progress = [m["data"] for m in record["messages"] if m["type"] == "progress" and m["data"]["node"] == sampler_id]
     assert [p["value"] for p in progress] == list(range(1, steps + 1)), progress
     assert {p["max"] for p in progress} == {steps}
