@@ -189,7 +189,8 @@ def test_standins_replace_only_missing_files(server):
                                                ("swd-flux1-dev-4-steps-fp8", "fp8_e4m3fn")])
 def test_flux_standins_replace_the_flux_files(server, name, weight_dtype):
     prompt = api(name)
-    swapped = {n["class_type"]: n["inputs"] for n in standin_workflow.use_standins(prompt, server.object_info()).values()}
+    swapped = standin_workflow.use_standins(prompt, server.object_info())
+    swapped = {n["class_type"]: n["inputs"] for n in swapped.values()}
     assert swapped["UNETLoader"] == {"unet_name": "swd-standin-flux1-dev.safetensors", "weight_dtype": weight_dtype}
     assert swapped["SwDLoraLoader"]["lora_name"] == "swd-standin-flux-lora/adapter_model.safetensors"
     assert swapped["VAELoader"] == {"vae_name": "swd-standin-flux-ae.safetensors"}
