@@ -202,7 +202,7 @@ def run(
     target_height: int | None = None,
     target_width: int | None = None,
     num_inference_steps: int | None = None,
-    guidance_scale: float = 1.0,
+    guidance_scale: float | None = None,
     negative_prompt: str | list[str] | None = None,
     negative_prompt_2: str | list[str] | None = None,
     negative_prompt_3: str | list[str] | None = None,
@@ -218,12 +218,16 @@ def run(
     upscale_method: str = DEFAULT_UPSCALE_METHOD,
     joint_attention_kwargs: dict | None = None,
     clip_skip: int | None = None,
-    max_sequence_length: int = 256,
+    max_sequence_length: int | None = None,
     callback: Callable[[dict], None] | None = None,
 ) -> SwDPipelineOutput | tuple:
-    """Generate with SwD on a diffusers ``StableDiffusion3Pipeline`` whose transformer carries the SwD LoRA.
+    """Generate with SwD on a diffusers ``StableDiffusion3Pipeline`` or ``FluxPipeline`` whose
+    transformer carries the SwD LoRA.
 
-    The upstream README's ``run`` (same names, same meanings), sampling with this pack's loop.
+    The upstream READMEs' calls (same names, same meanings), sampling with this pack's loop.
+    For FLUX.1-dev, ``guidance_scale`` is FLUX's embedded (distilled) guidance, one model call
+    per step, as ``FluxPipeline`` reads it (upstream passes 4.5; the default is the family's
+    distilled value); there is no classifier-free guidance and no negative prompt.
 
     Args:
         pipe: a ``StableDiffusion3Pipeline`` (or one with the same parts: ``encode_prompt``,
@@ -247,8 +251,8 @@ def run(
             the steps keep the ratio ``scales[i] / scales[-1]`` (`swd_core.latent_sizes`), so
             ``preset=..., target_height=768, target_width=1344`` gives a 768x1344 image.
         num_inference_steps: optional; if given it must equal the number of scales.
-        guidance_scale: classifier-free guidance on the velocity when > 1 (SwD LoRAs are
-            distilled for 0 or 1: no guidance). Default 1.
+        guidance_scale: SD3.5: classifier-free guidance on the velocity when > 1 (SwD LoRAs are
+            distilled for 0 or 1: no guidance; default 1). FLUX: the embedded guidance (default 4.5).
         generator: a ``torch.Generator`` (or one per image). It draws the start noise for the
             whole batch first, then one draw per re-noised step, float32: a CPU generator
             draws on the CPU and the noise is moved to the pipeline's device, so a seed gives
@@ -271,7 +275,8 @@ def run(
     diffusers = _diffusers()
     if not isinstance(pipe, diffusers.DiffusionPipeline) or not all(
             hasattr(pipe, a) for a in ("encode_prompt", "transformer", "vae", "image_processor")):
-        raise SwDError(f"swd_core.run needs a diffusers StableDiffusion3Pipeline, got {type(pipe).__name__}")
+        raise SwDError(f"swd_core.run needs a diffusers StableDiffusion3Pipeline or FluxPipeline, "
+                       f"got {type(pipe).__name__}")
     if output_type not in OUTPUT_TYPES:
         raise SwDError(f"output_type {output_type!r} is not one of {', '.join(OUTPUT_TYPES)}")
     if upscale_method not in UPSCALE_METHODS or upscale_method == "bislerp":
@@ -279,6 +284,18 @@ def run(
     n = num_images_per_prompt
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise SwDError(f"num_images_per_prompt must be a whole number >= 1, got {num_images_per_prompt!r}")
+    if isinstance(pipe, diffusers.FluxPipeline):
+        return _run_flux(pipe, prompt, prompt_2=prompt_2, sigmas=sigmas, timesteps=timesteps, scales=scales,
+                         preset=preset, height=height, width=width, target_height=target_height,
+                         target_width=target_width, num_inference_steps=num_inference_steps,
+                         guidance_scale=guidance_scale, negative_prompt=negative_prompt,
+                         num_images_per_prompt=num_images_per_prompt, generator=generator, latents=latents,
+                         prompt_embeds=prompt_embeds, pooled_prompt_embeds=pooled_prompt_embeds,
+                         output_type=output_type, return_dict=return_dict, upscale_method=upscale_method,
+                         joint_attention_kwargs=joint_attention_kwargs, max_sequence_length=max_sequence_length,
+                         callback=callback)
+    guidance_scale = 1.0 if guidance_scale is None else guidance_scale
+    max_sequence_length = 256 if max_sequence_length is None else max_sequence_length
 
     schedule = resolve_schedule(preset, scales, sigmas, timesteps)
     if num_inference_steps is not None and num_inference_steps != schedule.steps:
@@ -356,6 +373,78 @@ def run(
         result = sample_scalewise(denoiser, x, sigma_tensor, sizes, noise,
                                   resize=lambda t, s: interpolate(t, s, upscale_method), callback=on_step)
 
+    return _finish(pipe, result, schedule, sizes, output_type, return_dict)
+
+
+#: FLUX.1-dev's embedded guidance the published SwD LoRA was distilled with (``yresearch/swd_flux``).
+FLUX_GUIDANCE = 4.5
+
+
+def _run_flux(pipe, prompt, *, prompt_2, sigmas, timesteps, scales, preset, height, width, target_height,
+              target_width, num_inference_steps, guidance_scale, negative_prompt, num_images_per_prompt, generator,
+              latents, prompt_embeds, pooled_prompt_embeds, output_type, return_dict, upscale_method,
+              joint_attention_kwargs, max_sequence_length, callback):
+    """`run` on a ``FluxPipeline``: its own prompt encoding, latent packing and image ids, the
+    transformer called with ``timestep = sigma`` and the embedded guidance, the same loop."""
+    if negative_prompt is not None:
+        raise SwDError("FLUX.1-dev SwD runs with FLUX's embedded guidance (guidance_scale), one model call per "
+                       "step: negative prompts (true CFG) are not supported here")
+    guidance = FLUX_GUIDANCE if guidance_scale is None else float(guidance_scale)
+    schedule = resolve_schedule(preset, scales, sigmas, timesteps)
+    if num_inference_steps is not None and num_inference_steps != schedule.steps:
+        raise SwDError(f"num_inference_steps {num_inference_steps} but the schedule has {schedule.steps} steps "
+                       f"({schedule.describe()}); leave num_inference_steps out")
+    vae_scale = int(getattr(pipe, "vae_scale_factor", 8))
+    sizes = resolve_sizes(schedule, height, width, target_height, target_width, vae_scale, 2)
+    max_sequence_length = 512 if max_sequence_length is None else max_sequence_length
+    pipe.check_inputs(prompt, prompt_2, sizes[0][0] * vae_scale, sizes[0][1] * vae_scale,
+                      prompt_embeds=prompt_embeds, pooled_prompt_embeds=pooled_prompt_embeds,
+                      max_sequence_length=max_sequence_length)
+    device = pipe._execution_device
+    embeds, pooled, text_ids = pipe.encode_prompt(
+        prompt=prompt, prompt_2=prompt_2, prompt_embeds=prompt_embeds, pooled_prompt_embeds=pooled_prompt_embeds,
+        device=device, num_images_per_prompt=num_images_per_prompt, max_sequence_length=max_sequence_length,
+        lora_scale=(joint_attention_kwargs or {}).get("scale"))
+    batch = embeds.shape[0]
+    transformer = pipe.transformer
+    model_dtype = next(transformer.parameters()).dtype
+    channels = transformer.config.in_channels // 4  # packed 2x2 patches
+    noise = _noise(generator, device, batch)
+    start_shape = (batch, channels, *sizes[0])
+    if latents is None:
+        x = noise(start_shape)
+    elif tuple(latents.shape) != start_shape:
+        raise SwDError(f"latents {tuple(latents.shape)} must be the start latent {start_shape} (batch, channels, "
+                       f"first step's size)")
+    else:
+        x = latents.to(device=device, dtype=torch.float32)
+    guidance_in = (torch.full((batch,), guidance, device=device, dtype=torch.float32)
+                   if transformer.config.guidance_embeds else None)
+
+    def denoiser(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        packed = pipe._pack_latents(x.to(model_dtype), b, c, h, w)
+        image_ids = pipe._prepare_latent_image_ids(b, h // 2, w // 2, device, model_dtype)
+        v = transformer(hidden_states=packed, timestep=sigma.to(model_dtype), guidance=guidance_in,
+                        pooled_projections=pooled, encoder_hidden_states=embeds, txt_ids=text_ids,
+                        img_ids=image_ids, joint_attention_kwargs=joint_attention_kwargs, return_dict=False)[0]
+        v = pipe._unpack_latents(v, h * vae_scale, w * vae_scale, vae_scale).to(torch.float32)
+        return x - sigma.view(-1, 1, 1, 1) * v
+
+    sigma_tensor = torch.tensor(schedule.sigmas, dtype=torch.float32, device=device)
+    with pipe.progress_bar(total=schedule.steps) as bar:
+        def on_step(d):
+            bar.update()
+            if callback is not None:
+                callback(d)
+
+        result = sample_scalewise(denoiser, x, sigma_tensor, sizes, noise,
+                                  resize=lambda t, s: interpolate(t, s, upscale_method), callback=on_step)
+    return _finish(pipe, result, schedule, sizes, output_type, return_dict)
+
+
+def _finish(pipe, result, schedule, sizes, output_type, return_dict):
+    """Decode (unless ``output_type == "latent"``) and wrap the result as diffusers pipelines do."""
     if output_type == "latent":
         images = result
     else:

@@ -35,8 +35,10 @@ TEST_SIZE = 256
 # widget values that name files: valid only where the files exist (checked in properties.models)
 FILE_WIDGETS = {("CheckpointLoaderSimple", "ckpt_name"), ("TripleCLIPLoader", "clip_name1"),
                 ("TripleCLIPLoader", "clip_name2"), ("TripleCLIPLoader", "clip_name3"),
-                ("SwDLoraLoader", "lora_name"), ("LoadImage", "image")}
-MODEL_DIRS = {"CheckpointLoaderSimple": "checkpoints", "TripleCLIPLoader": "text_encoders", "SwDLoraLoader": "loras"}
+                ("SwDLoraLoader", "lora_name"), ("LoadImage", "image"), ("UNETLoader", "unet_name"),
+                ("DualCLIPLoader", "clip_name1"), ("DualCLIPLoader", "clip_name2"), ("VAELoader", "vae_name")}
+MODEL_DIRS = {"CheckpointLoaderSimple": "checkpoints", "TripleCLIPLoader": "text_encoders", "SwDLoraLoader": "loras",
+              "UNETLoader": "diffusion_models", "DualCLIPLoader": "text_encoders", "VAELoader": "vae"}
 OUR_NODES = {"SwDLoraLoader", "SwDSchedule", "SwDSampler", "SamplerSwD"}
 
 
