@@ -84,7 +84,8 @@ def test_flux_runs_with_a_custom_schedule_and_an_sd35_preset_is_named_on_the_nod
     latent = {"samples": torch.zeros(1, 16, 32, 32)}
     custom = schedule(host, "custom", "16, 24, 32", "1.0, 0.8, 0.6")[0]
     out = host.node("SwDSampler").execute(model, pos, neg, latent, custom, 3, 1.0, "bicubic")
-    assert out.ui is None  # a custom schedule has no family to disagree with
+    shown = out.ui.as_dict()["text"][0]  # a custom schedule has no family to disagree with
+    assert "Warning" not in shown and "Ran with FLUX guidance 3.5" in shown
     samples = out.args[0]["samples"]
     assert samples.shape == (1, 16, 32, 32) and torch.isfinite(samples).all()
     out = host.node("SwDSampler").execute(model, pos, neg, latent, schedule(host)[0], 3, 1.0, "bicubic")

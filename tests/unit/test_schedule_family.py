@@ -9,7 +9,8 @@ def comfy_class(name, base=object):
 
 def test_presets_carry_the_family_they_were_published_for(core):
     names = {f.name for f in core.FAMILIES}
-    assert {p.family for p in core.PRESETS.values()} == {"SD3.5"} <= names
+    assert {p.family for p in core.PRESETS.values()} == {"SD3.5", "FLUX"} <= names
+    assert {n for n, p in core.PRESETS.items() if p.family == "FLUX"} == {n for n in core.PRESETS if "FLUX" in n}
     assert core.parse_schedule("32, 64", "1, 0.5").family is None
     tail = core.truncate_for_denoise(core.PRESETS["SD3.5 Large, 6 steps"], 0.8)
     assert tail.family == "SD3.5"

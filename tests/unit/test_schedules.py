@@ -9,13 +9,15 @@ import swd_core as core
 
 SwDError = core.SwDError
 
-PUBLISHED = {  # ../shared/SWD_NOTES.md, latent sizes at 1024x1024
+PUBLISHED = {  # the upstream READMEs / model cards, latent sizes at 1024x1024
     "SD3.5 Large, 6 steps": ([32, 48, 64, 80, 96, 128], [1.0, 0.9454, 0.8959, 0.7904, 0.7371, 0.6022, 0]),
     "SD3.5 Large, 4 steps": ([64, 80, 96, 128], [1.0, 0.8959, 0.7371, 0.6022, 0]),
     "SD3.5 Large, 4 steps (README code sigmas)": ([64, 80, 96, 128], [1.0, 0.8956, 0.7363, 0.6007, 0]),
     "SD3.5 Medium, 6 steps": ([32, 48, 64, 80, 96, 128], [1.0, 0.9454, 0.8959, 0.7904, 0.7371, 0.6022, 0]),
     "SD3.5 Medium, 4 steps": ([64, 80, 96, 128], [1.0, 0.8959, 0.7371, 0.6022, 0]),
     "SD3.5 Medium, 4 steps (first README)": ([32, 64, 96, 128], [1.0, 0.9454, 0.7904, 0.6022, 0]),
+    "FLUX.1-dev, 4 steps": ([64, 80, 96, 128], [1.0, 0.8959, 0.7371, 0.6022, 0]),
+    "FLUX.1-dev, 4 steps (README code sigmas)": ([64, 80, 96, 128], [1.0, 0.8956, 0.7363, 0.6007, 0]),
 }
 
 
