@@ -14,6 +14,9 @@ they are used):
   an SwD LoRA fits only its own model, so when either the checkpoint or the LoRA is
   missing both are swapped (a real LoRA on the tiny stand-in, or the stand-in LoRA on a
   real SD3.5, would be refused by the loader's shape check);
+* ``UNETLoader.unet_name`` -> ``swd-standin-sd35-transformer.safetensors``, together with the
+  checkpoint and the LoRA (the same rule), and ``VAELoader.vae_name`` ->
+  ``swd-standin-sd35-vae.safetensors`` when missing (split-file layouts);
 * a ``TripleCLIPLoader`` with any of its files missing -> ``CLIPLoader(clip_name=
   "swd-standin-clip_l.safetensors", type="sd3")`` under the same node id (same CLIP output).
   Only a CLIP-L stand-in exists: a full-size T5-XXL (4.7 B parameters) with random weights
@@ -29,7 +32,9 @@ import copy
 
 from .paths import CLIP_L as STANDIN_CLIP_L
 from .paths import SD3_CHECKPOINT as STANDIN_CHECKPOINT
+from .paths import SD3_DIFFUSION_MODEL as STANDIN_DIFFUSION_MODEL
 from .paths import SD3_LORA as STANDIN_LORA
+from .paths import SD3_VAE as STANDIN_VAE
 
 CLIP_TYPE = "sd3"
 
@@ -49,6 +54,8 @@ def available_models(object_info: dict) -> dict[str, set[str]]:
         "checkpoints": _options(object_info, "CheckpointLoaderSimple", "ckpt_name"),
         "text_encoders": _options(object_info, "TripleCLIPLoader", "clip_name1"),
         "loras": _options(object_info, "SwDLoraLoader", "lora_name"),
+        "diffusion_models": _options(object_info, "UNETLoader", "unet_name"),
+        "vae": _options(object_info, "VAELoader", "vae_name"),
     }
 
 
@@ -61,6 +68,7 @@ def _plan(nodes: dict[str, tuple[str, dict]], object_info: dict) -> dict[str, di
     missing_model = any(
         (t == "CheckpointLoaderSimple" and v["ckpt_name"] not in have["checkpoints"])
         or (t == "SwDLoraLoader" and v["lora_name"] not in have["loras"])
+        or (t == "UNETLoader" and v["unet_name"] not in have["diffusion_models"])
         for t, v in nodes.values()
     )
     plan = {}
@@ -69,6 +77,10 @@ def _plan(nodes: dict[str, tuple[str, dict]], object_info: dict) -> dict[str, di
             plan[node_id] = {"class_type": class_type, "inputs": {"ckpt_name": STANDIN_CHECKPOINT}}
         elif class_type == "SwDLoraLoader" and missing_model:
             plan[node_id] = {"class_type": class_type, "inputs": {"lora_name": STANDIN_LORA}}
+        elif class_type == "UNETLoader" and missing_model:
+            plan[node_id] = {"class_type": class_type, "inputs": {"unet_name": STANDIN_DIFFUSION_MODEL}}
+        elif class_type == "VAELoader" and values["vae_name"] not in have["vae"]:
+            plan[node_id] = {"class_type": class_type, "inputs": {"vae_name": STANDIN_VAE}}
         elif class_type == "TripleCLIPLoader" and any(values[k] not in have["text_encoders"] for k in _TRIPLE):
             plan[node_id] = {"class_type": "CLIPLoader",
                              "inputs": {"clip_name": STANDIN_CLIP_L, "type": CLIP_TYPE, "device": "default"}}
@@ -103,10 +115,12 @@ def use_standins_ui(workflow: dict, object_info: dict) -> dict:
         "SwDLoraLoader": ["lora_name", "strength_model"],
         "TripleCLIPLoader": list(_TRIPLE),
         "CLIPLoader": ["clip_name", "type", "device"],
+        "UNETLoader": ["unet_name", "weight_dtype"],
+        "VAELoader": ["vae_name"],
     }
     nodes = {}
     for node in wf["nodes"]:
-        if node["type"] in ("CheckpointLoaderSimple", "SwDLoraLoader", "TripleCLIPLoader"):
+        if node["type"] in ("CheckpointLoaderSimple", "SwDLoraLoader", "TripleCLIPLoader", "UNETLoader", "VAELoader"):
             nodes[str(node["id"])] = (node["type"], dict(zip(widgets[node["type"]], node["widgets_values"])))
     by_id = {str(n["id"]): n for n in wf["nodes"]}
     for node_id, repl in _plan(nodes, object_info).items():
