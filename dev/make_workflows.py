@@ -197,6 +197,113 @@ def build_custom_advanced(name: str) -> Graph:
     return g
 
 
+# --- "Use with..." workflows (issue #16) ------------------------------------------------------
+SD3_VAE = ("diffusion_pytorch_model.safetensors",
+           f"{HF}/stabilityai/stable-diffusion-3.5-large/resolve/main/vae/diffusion_pytorch_model.safetensors")
+BASE_STEPS, BASE_CFG = 28, 4.5  # SD3.5 Large's usual settings (Stability's model card / ComfyUI examples)
+BASE_SAMPLER, BASE_SCHEDULER = "euler", "sgm_uniform"
+MERGED_PREFIX = "checkpoints/sd3.5_large_swd_6_steps"
+
+
+def _by_type(g: Graph) -> dict[str, dict]:
+    return {n["type"]: n for n in g.nodes}
+
+
+def _note(g: Graph, title: str, text: str) -> None:
+    note = _by_type(g)["MarkdownNote"]
+    note["widgets_values"][0] = note["widgets_values"][0].replace(
+        "## SwD: SD3.5 Large, 6 steps", f"## SwD: SD3.5 Large, 6 steps: {title}", 1) + text
+
+
+def build_split_files(name: str) -> Graph:
+    """Large 6 steps from separate files: UNETLoader + TripleCLIPLoader + VAELoader (no checkpoint)."""
+    g = build_txt2img(name, "large", 6)
+    by_type = _by_type(g)
+    ckpt = by_type["CheckpointLoaderSimple"]
+    ckpt_file, ckpt_url = CHECKPOINTS["large"]
+    # same node id, new type: the UNETLoader takes the checkpoint loader's place
+    unet = g.node("UNETLoader", "Load Diffusion Model (SD3.5 Large)", (0, 0), (380, 82), [ckpt_file, "default"],
+                  models=[(ckpt_file, ckpt_url, "diffusion_models")])
+    vae = g.node("VAELoader", "Load VAE (SD3.5)", (0, 600), (380, 58), [SD3_VAE[0]],
+                 models=[(SD3_VAE[0], SD3_VAE[1], "vae")])
+    g.nodes.remove(ckpt)
+    for link in g.links:
+        if link[1] == ckpt["id"]:
+            origin = unet if link[5] == "MODEL" else vae
+            link[1], link[2] = origin["id"], 0
+            origin["outputs"][0]["links"].append(link[0])
+    _renumber_links(g)
+    _note(g, "split files", (
+        "\n### Split files (no single checkpoint)\n"
+        f"* `{ckpt_file}` in `ComfyUI/models/diffusion_models/` (**Load Diffusion Model**; the same file as the "
+        "checkpoint: the loader keeps only the diffusion model). `weight_dtype` `fp8_e4m3fn` stores it in fp8 "
+        "(about half the memory; the SwD LoRA is patched in before the cast).\n"
+        f"* VAE: `vae/{SD3_VAE[0]}` of [stable-diffusion-3.5-large]({HF}/stabilityai/stable-diffusion-3.5-large) "
+        f"in `ComfyUI/models/vae/` (rename it freely, e.g. `sd3.5_vae.safetensors`).\n"
+        "* Text encoders as above (fp8 T5, e.g. `t5xxl_fp8_e4m3fn.safetensors`, works too).\n"))
+    by_type["SaveImage"]["widgets_values"][0] = "swd/large-6-steps-split-files"
+    return g
+
+
+def build_merge_lora(name: str) -> Graph:
+    """Load Checkpoint -> SwD LoRA Loader -> Save Checkpoint: the SwD LoRA baked into a checkpoint."""
+    g = Graph(name)
+    ckpt, ckpt_url = CHECKPOINTS["large"]
+    lora = lora_folder("large", 6)
+    lora_name = f"{lora}/adapter_model.safetensors"
+    lora_url = f"{HF}/yresearch/{lora}/resolve/main/adapter_model.safetensors"
+    text = note_text("large", 6).split("### Settings")[0].replace(
+        "## SwD: SD3.5 Large, 6 steps", "## SwD: bake the SD3.5 Large 6-step LoRA into a checkpoint", 1)
+    text += (
+        "### What this does\n"
+        f"Writes `ComfyUI/output/{MERGED_PREFIX}_00001_.safetensors`: the diffusion model with the SwD LoRA "
+        "merged in at PEFT's scale, the text encoders and the VAE. Move it into `ComfyUI/models/checkpoints/` and "
+        "load it with **Load Checkpoint**, without the LoRA loader: SwD Sampler then gives the same latent as "
+        "checkpoint + SwD LoRA Loader. To keep only the diffusion model (for GGUF or fp8 conversion), use "
+        "**Save Model** (`ModelSave`) instead; see the README's *Use with... a merged checkpoint*.\n")
+    g.node("MarkdownNote", "About", (-520, 0), (480, 640), [text], color=("#432", "#653"))
+    loader = g.node("CheckpointLoaderSimple", "Load SD3.5 Large", (0, 0), (380, 98), [ckpt],
+                    models=[(ckpt, ckpt_url, "checkpoints")])
+    clip = g.node("TripleCLIPLoader", "SD3.5 text encoders", (0, 150), (380, 130),
+                  [n for n, _ in TEXT_ENCODERS], models=[(n, u, "text_encoders") for n, u in TEXT_ENCODERS])
+    swd_lora = g.node("SwDLoraLoader", "SwD LoRA Loader", (0, 330), (380, 82), [lora_name, 1.0],
+                      models=[(lora_name, lora_url, "loras")])
+    save = g.node("CheckpointSave", "Save Checkpoint (merged)", (430, 0), (380, 82), [MERGED_PREFIX])
+    g.link(loader, "MODEL", swd_lora, "model")
+    g.link(swd_lora, "MODEL", save, "model")
+    g.link(clip, "CLIP", save, "clip")
+    g.link(loader, "VAE", save, "vae")
+    return g
+
+
+def build_vs_base(name: str) -> Graph:
+    """The same prompt and seed: SwD (LoRA + SwD Sampler, 6 steps) beside the base model (KSampler, 28 steps)."""
+    g = build_txt2img(name, "large", 6)
+    by_type = _by_type(g)
+    pos, neg = [n for n in g.nodes if n["type"] == "CLIPTextEncode"]
+    neg["title"] = "Negative Prompt (base run only)"
+    base = g.node("KSampler", f"Base SD3.5 Large: {BASE_STEPS} steps, cfg {BASE_CFG}", (900, 760), (320, 262),
+                  [SEED, "fixed", BASE_STEPS, BASE_CFG, BASE_SAMPLER, BASE_SCHEDULER, 1.0])
+    decode = g.node("VAEDecode", "VAE Decode (base)", (1260, 760), (210, 46))
+    save = g.node("SaveImage", "Base model (28 steps)", (1860, 90), (560, 620), ["swd/large-base-28-steps"])
+    g.link(by_type["CheckpointLoaderSimple"], "MODEL", base, "model")
+    g.link(pos, "CONDITIONING", base, "positive")
+    g.link(neg, "CONDITIONING", base, "negative")
+    g.link(by_type["EmptySD3LatentImage"], "LATENT", base, "latent_image")
+    g.link(base, "LATENT", decode, "samples")
+    g.link(by_type["CheckpointLoaderSimple"], "VAE", decode, "vae")
+    g.link(decode, "IMAGE", save, "images")
+    by_type["SaveImage"]["title"] = "SwD (6 steps)"
+    by_type["SaveImage"]["widgets_values"][0] = "swd/large-6-steps-vs-base"
+    _note(g, "beside the base model", (
+        f"\n### The comparison\nThe same prompt, seed ({SEED}) and size through the base model alone: "
+        f"stock **KSampler**, {BASE_STEPS} steps, cfg {BASE_CFG}, {BASE_SAMPLER} / {BASE_SCHEDULER} (the negative "
+        "prompt is used there). The two images are not the same picture (different samplers draw different "
+        "noise): compare quality and time (the queue shows each node's time).\n"))
+    return g
+
+
+
 # --- FLUX.1-dev ------------------------------------------------------------------------------
 FLUX_GUIDANCE = 4.5  # what yresearch/swd_flux was distilled with
 FLUX_PRESET = "FLUX.1-dev, 4 steps"
@@ -287,6 +394,10 @@ def build_flux(name: str, variant: str) -> Graph:
 
 def build_all() -> dict[str, Graph]:
     graphs = {name: build_txt2img(name, model, steps) for name, model, steps in PRESETS}
+    for name, build in (("swd-sd3.5-large-6-steps-split-files", build_split_files),
+                        ("swd-sd3.5-large-merge-lora", build_merge_lora),
+                        ("swd-sd3.5-large-vs-base", build_vs_base)):
+        graphs[name] = build(name)
     graphs["swd-flux1-dev-4-steps"] = build_flux("swd-flux1-dev-4-steps", "bf16")
     graphs["swd-flux1-dev-4-steps-fp8"] = build_flux("swd-flux1-dev-4-steps-fp8", "fp8")
     graphs["swd-sd3.5-large-6-steps-img2img"] = build_img2img("swd-sd3.5-large-6-steps-img2img")

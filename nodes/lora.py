@@ -132,6 +132,14 @@ def _check_shapes(patches: dict, model_state: dict, model_label: str) -> None:
             )
 
 
+STACK_KEY = "swd_lora_stack"  # model_options: the SwD LoRAs on this model, in loader order
+STACK_PATCHES_KEY = "swd_lora_stack_patches"  # model_options: weight patches after the last SwD loader
+
+
+def _patch_count(model) -> int:
+    return sum(len(v) for v in model.patches.values())
+
+
 def load_swd_lora(model, name: str, strength: float):
     """``(patched clone of model, report)``; see the module docstring."""
     path = resolve_lora_path(name)
@@ -196,6 +204,16 @@ def load_swd_lora(model, name: str, strength: float):
             f"{' ...' if len(names) > 3 else ''}): refusing a partly applied LoRA"
         )
     report = f"{NODE}: {name}: patched {len(applied)} weights at strength {strength:g}; {scale_note}"
+    # The stack so far travels with the model (clone() deep-copies model_options), so the last
+    # loader can list every SwD LoRA; other loaders' patches are only counted (they carry no names).
+    earlier = model.model_options.get(STACK_KEY, ())
+    patched.model_options[STACK_KEY] = (*earlier, f"{name} @ {strength:g}")
+    foreign = _patch_count(model) - model.model_options.get(STACK_PATCHES_KEY, 0)
+    patched.model_options[STACK_PATCHES_KEY] = _patch_count(patched)
+    if earlier:
+        report += f"\nSwD LoRA stack: {' + '.join(patched.model_options[STACK_KEY])}"
+    if foreign > 0:
+        report += f"\nalso on this model: {foreign} weight patches from other loaders (e.g. stock LoRA Loader)"
     log.info("[swd] %s", report)
     return patched, report
 

@@ -262,3 +262,41 @@ def write(out_dir: Path, seed: int, log) -> None:
     clip = build_clip_l(seed)
     save_safetensors(clip_l_state_dict(clip), out_dir / CLIP_L_FILE)
     log("clip_l")
+
+
+# --------------------------------------------------------------------------- fp8 "scaled" format
+
+def scaled_fp8_checkpoint(ckpt_sd: dict, prefix: str = "model.diffusion_model.",
+                          dtype: torch.dtype = torch.float8_e4m3fn) -> dict:
+    """A ComfyUI single-file checkpoint in the fp8 "scaled" format of ``sd3.5_large_fp8_scaled``.
+
+    The format, as ComfyUI 0.3.75 reads it (``comfy/model_detection.py`` pops
+    ``<prefix>scaled_fp8`` and sets ``model_config.scaled_fp8`` to its dtype; ``comfy/ops.py``
+    ``scaled_fp8_ops`` then makes every ``Linear`` hold an fp8 weight and multiplies it by its
+    ``<layer>.scale_weight`` (an fp32 scalar) when it is used):
+
+    * every 2-D ``<prefix>...weight`` (the diffusion model's ``Linear`` weights) stored as
+      ``dtype`` after dividing by ``scale_weight = amax(|W|) / finfo(dtype).max`` (round to
+      nearest, torch's cast; ComfyUI has no offline quantiser for this format, its own
+      ``set_weight`` uses stochastic rounding at LoRA-patch time);
+    * ``<layer>.scale_weight`` beside each of them;
+    * ``<prefix>scaled_fp8``: an empty tensor of ``dtype`` (the marker; 0 elements, as in the
+      released files, which leaves ComfyUI's fp8 matmul optimisation on where the GPU has it);
+    * everything else (biases, norms, the conv patch embedding, ``first_stage_model.``) unchanged.
+
+    Args:
+        ckpt_sd: ``{key: tensor}`` of a full-precision ComfyUI checkpoint.
+    Returns:
+        a new ``{key: tensor}``.
+    """
+    out = {}
+    fmax = torch.finfo(dtype).max
+    for key, value in ckpt_sd.items():
+        if key.startswith(prefix) and key.endswith(".weight") and value.ndim == 2:
+            scale = (value.abs().amax().float() / fmax).clamp(min=1e-12)
+            out[key] = (value.float() / scale).to(dtype)
+            out[key[: -len("weight")] + "scale_weight"] = scale.reshape(())
+        else:
+            out[key] = value
+    out[f"{prefix}scaled_fp8"] = torch.empty(0, dtype=dtype)
+    return out

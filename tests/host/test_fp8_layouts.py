@@ -1,0 +1,88 @@
+"""SwD LoRA Loader on fp8 model files: ComfyUI's fp8 "scaled" checkpoint format and UNETLoader's
+``weight_dtype`` fp8_e4m3fn, against the full-precision run of the same graph.
+
+fp8 is lossy, so nothing here can match exactly: the test measures the difference of the SwD
+latent (printed; the README states the figures) and asserts only that it is finite and smaller
+than the LoRA's own effect on the latent (full precision with vs. without the LoRA): an fp8 run
+that lost or mangled the LoRA (e.g. a patch dropped, applied unscaled, or applied twice) would
+land at least that far away.
+"""
+import safetensors.torch
+import torch
+
+from harness.paths import MODELS, SD3_CHECKPOINT
+from harness.standins import sd3 as standins
+
+UNET = "swd-standin-sd35-transformer.safetensors"
+CLIP_L = "swd-standin-clip_l.safetensors"
+LORA = "swd-standin-lora/adapter_model.safetensors"
+
+
+def graph(loader: dict, lora: bool = True) -> dict:
+    g = {
+        "load": loader,
+        "clip": {"class_type": "CLIPLoader", "inputs": {"clip_name": CLIP_L, "type": "sd3"}},
+        "pos": {"class_type": "CLIPTextEncode", "inputs": {"text": "a lighthouse at dusk", "clip": ["clip", 0]}},
+        "lora": {"class_type": "SwDLoraLoader", "inputs": {"model": ["load", 0], "lora_name": LORA,
+                                                           "strength_model": 1.0}},
+        "sched": {"class_type": "SwDSchedule", "inputs": {"preset": "SD3.5 Large, 6 steps", "scales": "",
+                                                          "sigmas": ""}},
+        "latent": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 256, "height": 256, "batch_size": 1}},
+        "sampler": {"class_type": "SwDSampler", "inputs": {
+            "model": ["lora", 0] if lora else ["load", 0], "positive": ["pos", 0], "negative": ["pos", 0],
+            "latent_image": ["latent", 0], "schedule": ["sched", 0], "seed": 7, "cfg": 1.0,
+            "upscale_method": "bicubic"}},
+        "save": {"class_type": "SaveLatent", "inputs": {"samples": ["sampler", 0], "filename_prefix": "swd_fp8_test"}},
+    }
+    if not lora:
+        del g["lora"]
+    return g
+
+
+def latent_of(host, prompt, name):
+    executor, messages = host.run_prompt(prompt, name)
+    assert executor.success, [m for m in messages if m[0] == "execution_error"]
+    out = executor.history_result["outputs"]["save"]["latents"][0]
+    path = f"{host.folder_paths.get_output_directory()}/{out['subfolder']}/{out['filename']}"
+    return safetensors.torch.load_file(path)["latent_tensor"]
+
+
+def unet(weight_dtype):
+    return {"class_type": "UNETLoader", "inputs": {"unet_name": UNET, "weight_dtype": weight_dtype}}
+
+
+def test_swd_lora_on_fp8_files_stays_close_to_full_precision(host, tmp_path):
+    full = latent_of(host, graph(unet("default")), "fp32")
+    no_lora = latent_of(host, graph(unet("default"), lora=False), "fp32-no-lora")
+    lora_effect = (full - no_lora).abs().max().item()
+    assert lora_effect > 1e-2
+
+    ckpt = safetensors.torch.load_file(MODELS / "checkpoints" / SD3_CHECKPOINT)
+    scaled = standins.scaled_fp8_checkpoint(ckpt)
+    assert sum(v.dtype == torch.float8_e4m3fn for v in scaled.values()) > 10
+    (tmp_path / "checkpoints").mkdir()
+    safetensors.torch.save_file(scaled, tmp_path / "checkpoints" / "standin_fp8_scaled.safetensors")
+    host.folder_paths.add_model_folder_path("checkpoints", str(tmp_path / "checkpoints"))
+    try:
+        ckpt_loader = {"class_type": "CheckpointLoaderSimple",
+                       "inputs": {"ckpt_name": "standin_fp8_scaled.safetensors"}}
+        results = {
+            "fp8 scaled checkpoint": latent_of(host, graph(ckpt_loader), "fp8-scaled"),
+            "UNETLoader fp8_e4m3fn": latent_of(host, graph(unet("fp8_e4m3fn")), "fp8-e4m3fn"),
+        }
+        # the scaled checkpoint really is loaded as fp8 with its scales
+        model = host.node("CheckpointLoaderSimple")().load_checkpoint("standin_fp8_scaled.safetensors")[0]
+        linear = model.model.diffusion_model.joint_blocks[0].x_block.attn.qkv
+        assert linear.weight.dtype == torch.float8_e4m3fn and linear.scale_weight.numel() == 1
+    finally:
+        host.folder_paths.folder_names_and_paths["checkpoints"][0].remove(str(tmp_path / "checkpoints"))
+    print(f"\nSwD latent, LoRA effect (full precision with vs without LoRA): max {lora_effect:.4f}, "
+          f"mean {(full - no_lora).abs().mean().item():.5f}; "
+          f"latent std {full.std().item():.4f}")
+    for name, latent in results.items():
+        diff = (latent - full).abs()
+        print(f"{name} vs full precision: max {diff.max().item():.4f}, mean {diff.mean().item():.5f}")
+        assert torch.isfinite(latent).all(), name
+        assert diff.max().item() < lora_effect, name
+        # and the LoRA is in: on average nearer the full-precision SwD latent than the run without it
+        assert diff.mean().item() < (latent - no_lora).abs().mean().item(), name
