@@ -6,23 +6,31 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import sd3
+from . import flux, sd3
 from .family import Case
 
-FAMILIES: dict[str, ModuleType] = {"sd3": sd3}
+FAMILIES: dict[str, ModuleType] = {"sd3": sd3, "flux": flux}
 
 #: ``swd``: the pack's SwDSampler; ``bare``: ComfyUI's bare forwards at SwD's sizes, summed;
 #: ``same``: stock SamplerCustom + euler with SwD's sigmas at full size; ``base28``: the same with
-#: BasicScheduler("simple", 28); ``diffusers``: the family's diffusers reference loop.
+#: BasicScheduler("simple", the family's baseline steps, 28 for SD3);
+#: ``diffusers``: the family's diffusers reference loop.
 VARIANTS = ("swd", "bare", "same", "base28", "diffusers")
 REQUIRED_VARIANTS = ("swd", "bare", "diffusers")  # the full-size baselines may be left out (--variants)
-BASELINE_STEPS = 28
+BASELINE_STEPS = 28  # a family module may set its own (FLUX: 30)
 
 
-def cases_for(mode: str, tiny: bool) -> tuple[Case, ...]:
-    """Every family's cases for ``mode`` ("cpu" or "gpu"), tiny ones for ``tiny``."""
+def baseline_steps(family: ModuleType) -> int:
+    """Steps of the full-size stock baseline (the ``base28`` variant) for ``family``."""
+    return getattr(family, "BASELINE_STEPS", BASELINE_STEPS)
+
+
+def cases_for(mode: str, tiny: bool, families=None) -> tuple[Case, ...]:
+    """The cases of ``families`` (names; default every family) for ``mode`` ("cpu" or "gpu"), tiny
+    ones for ``tiny``."""
     key = f"tiny-{mode}" if tiny else mode
-    return tuple(case for family in FAMILIES.values() for case in family.CASES[key])
+    names = FAMILIES if families is None else families
+    return tuple(case for name in names for case in FAMILIES[name].CASES[key])
 
 
 def family_of(case: Case | dict) -> ModuleType:

@@ -3,9 +3,10 @@
     python3 scripts/dev.py bench                       # CPU (default): SD3-shaped random MMDiT, 512x512
     python3 scripts/dev.py bench --mode gpu            # GPU: SD3.5 Large + Medium architectures, bf16, 1024x1024
     python3 scripts/dev.py bench --mode gpu --tiny     # the GPU code path with tiny models (runs on CPU too)
+    python3 scripts/dev.py bench --family flux         # one family only (default: all; each has its own section)
     PYTHONPATH=dev .venv/bin/python -m bench --help    # what the launcher runs
 
-What is measured and how: BENCHMARKS.md. Each mode rewrites only its own section there
+What is measured and how: BENCHMARKS.md. Each mode and family rewrites only its own section there
 (``--out``); ``--tiny`` runs are smoke runs and go to ``bench/results/BENCHMARKS-tiny.md``.
 """
 from __future__ import annotations
@@ -22,8 +23,8 @@ from pathlib import Path
 from harness import paths
 from harness.paths import ROOT
 
-from .cases import REQUIRED_VARIANTS, VARIANTS
-from .report import BENCHMARKS, render_section, update_benchmarks
+from .cases import FAMILIES, REQUIRED_VARIANTS, VARIANTS
+from .report import BENCHMARKS, render_section, section_id, update_benchmarks
 from .runner import run_cases
 
 RESULTS_DIR = ROOT / "bench" / "results"
@@ -34,6 +35,8 @@ def parser() -> argparse.ArgumentParser:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mode", choices=("cpu", "gpu"), default="cpu")
     ap.add_argument("--tiny", action="store_true", help="tiny models: a quick check of the code path")
+    ap.add_argument("--family", choices=("all", *FAMILIES), default="all",
+                    help="model family to run (default all); each family's section is rewritten on its own")
     ap.add_argument("--reps", type=int, default=5, help="timed repetitions (medians; default 5)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default 1)")
     ap.add_argument("--size", type=int, help="final image side in pixels (multiple of 16)")
@@ -67,7 +70,7 @@ def sdpa_pass(args, child_json: Path) -> list[dict]:
     A second process because ComfyUI picks its attention function once, from its arguments, when
     ``comfy.ldm.modules.attention`` is first imported: this process cannot switch kernels.
     """
-    child = [sys.executable, "-m", "bench", "--mode", args.mode, "--reps", str(args.reps),
+    child = [sys.executable, "-m", "bench", "--mode", args.mode, "--family", args.family, "--reps", str(args.reps),
              "--warmup", str(args.warmup), "--variants", ",".join(REQUIRED_VARIANTS), "--pytorch-attention",
              "--sdpa-pass", "off", "--out", "-", "--json", str(child_json), "--comfyui", str(args.comfyui),
              "--max-other-load", str(args.max_other_load), "--retries", str(args.retries)]
@@ -102,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.preset and args.preset not in host.swd_core.PRESETS:
         ap.error(f"unknown preset {args.preset!r}; known: {', '.join(host.swd_core.PRESETS)}")
     command = " ".join(shlex.quote(a) for a in argv)
-    report = run_cases(host, args.mode, args.tiny, reps=args.reps, warmup=args.warmup, size=args.size,
+    families = tuple(FAMILIES) if args.family == "all" else (args.family,)
+    report = run_cases(host, args.mode, args.tiny, reps=args.reps, warmup=args.warmup, families=families,
+                       size=args.size,
                        preset=args.preset, dtype=args.dtype, variants=variants, command=command,
                        max_other_load=args.max_other_load, retries=args.retries)
     suffix = f"{args.mode}-tiny" if args.tiny else args.mode
@@ -119,8 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nwrote {json_path}")
         return 0
     out = args.out or (RESULTS_DIR / "BENCHMARKS-tiny.md" if args.tiny else BENCHMARKS)
-    section = render_section(args.mode, report)
-    update_benchmarks(out, args.mode, section, host.swd_core)
-    print(section)
+    for family in families:
+        section = render_section(args.mode, report, family)
+        update_benchmarks(out, section_id(args.mode, family), section, host.swd_core)
+        print(section)
     print(f"\nwrote {out} and {json_path}")
     return 0

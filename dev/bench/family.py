@@ -3,8 +3,9 @@
 A family module (``sd3.py``; FLUX and SDXL add one each, registered in ``cases.FAMILIES``)
 provides:
 
-* ``NAME``, ``TEXT_TOKENS`` (text tokens as ComfyUI encodes a prompt), ``LATENT_CHANNELS``,
-  ``REFERENCE_LABEL`` (the reference loop's row in the report);
+* ``NAME``, ``TEXT_TOKENS`` (text tokens in the joint attention), ``LATENT_CHANNELS``,
+  ``REFERENCE_LABEL`` (the reference loop's row in the report); optionally ``BASELINE_STEPS``
+  (the full-size stock baseline's steps; default ``cases.BASELINE_STEPS``, 28);
 * ``CASES``: ``{"cpu": (...), "gpu": (...), "tiny-cpu": (...), "tiny-gpu": (...)}`` of :class:`Case`;
 * ``flop_model(config) -> flops.FlopModel`` (the one derivation) and
   ``flop_model_of_comfy(diffusion_model)`` (the same model read off ComfyUI's module, a check);

@@ -14,11 +14,21 @@ import torch
 
 from harness.paths import BENCHMARKS_MD as BENCHMARKS
 
-from .cases import FAMILIES, VARIANTS, family_of
+from .cases import FAMILIES, VARIANTS, baseline_steps, family_of
 from .flops import predicted_speedup
 
 BEGIN, END = "<!-- bench:{}:begin -->", "<!-- bench:{}:end -->"
 MODES = ("cpu", "gpu")
+
+
+def section_id(mode: str, family: str = "sd3") -> str:
+    """The marker name of a mode's section for one family: ``cpu``/``gpu`` for SD3 (the first family),
+    ``<mode>-<family>`` for the others (each family is measured and rewritten on its own)."""
+    return mode if family == "sd3" else f"{mode}-{family}"
+
+
+#: every section, in file order: each mode's families together
+SECTIONS = tuple(section_id(m, f) for m in MODES for f in FAMILIES)
 #: how the report names the command that made it: the launcher, and what the launcher runs
 LAUNCHER = "python3 scripts/dev.py bench"
 RUNS = "PYTHONPATH=dev .venv/bin/python -m bench"
@@ -205,11 +215,13 @@ def render_case(r: dict, mode: str) -> str:
     return "\n".join(lines)
 
 
-def render_section(mode: str, report: dict) -> str:
+def render_section(mode: str, report: dict, family: str = "sd3") -> str:
+    """The section of ``family``'s cases in ``report`` (markers :func:`section_id`)."""
     m, v = report["machine"], report["versions"]
-    title = {"cpu": "CPU", "gpu": "GPU"}[mode] + (" (tiny smoke run: not a benchmark)" if report["tiny"] else "")
+    title = ({"cpu": "CPU", "gpu": "GPU"}[mode] + ("" if family == "sd3" else f": {FAMILIES[family].NAME}")
+             + (" (tiny smoke run: not a benchmark)" if report["tiny"] else ""))
     lines = [
-        BEGIN.format(mode),
+        BEGIN.format(section_id(mode, family)),
         f"## {title}",
         "",
         f"Measured {report['date']} with `{(LAUNCHER + ' ' + report['command']).strip()}` "
@@ -224,38 +236,47 @@ def render_section(mode: str, report: dict) -> str:
         "",
     ]
     for r in report["cases"]:
-        lines.append(render_case(r, mode))
-    lines.append(END.format(mode))
+        if r["case"].get("family", "sd3") == family:
+            lines.append(render_case(r, mode))
+    lines.append(END.format(section_id(mode, family)))
     return "\n".join(lines)
 
 
 def predicted_table(family, swd_core) -> str:
     """FLOP-model predictions at 1024x1024 for a family's real architectures (no measurement)."""
+    base = baseline_steps(family)
     rows = ["| architecture | schedule | attention share at 1024 px | same sigmas at full size / SwD | "
-            "28-step baseline / SwD |", "|---|---|---|---|---|"]
+            f"{base}-step baseline / SwD |", "|---|---|---|---|---|"]
     for case in family.CASES["gpu"]:
         fm = family.flop_model(case.config)
         sizes = swd_core.latent_sizes(swd_core.PRESETS[case.preset].scales, 128, 128, fm.patch)
         t = family.TEXT_TOKENS
         rows.append(f"| {case.title} | {case.preset} | {fm.attention_share((128, 128), t):.0%} | "
-                    f"{predicted_speedup(fm, sizes, len(sizes), t):.2f} | {predicted_speedup(fm, sizes, 28, t):.2f} |")
+                    f"{predicted_speedup(fm, sizes, len(sizes), t):.2f} | "
+                    f"{predicted_speedup(fm, sizes, base, t):.2f} |")
     return "\n".join(rows)
 
 
-def pending_section(mode: str, swd_core) -> str:
+def pending_section(section: str, swd_core) -> str:
+    """A section with no measurement yet: how to make it (and, for a GPU section, the FLOP model's predictions)."""
+    mode, _, name = section.partition("-")
+    family = FAMILIES[name or "sd3"]
+    rerun = f"{LAUNCHER} --mode {mode}" + (f" --family {name}" if name else "")
+    heading = {"cpu": "CPU", "gpu": "GPU"}[mode] + (f": {family.NAME}" if name else "")
     if mode == "gpu":
+        archs = " and ".join(c.title.removesuffix(" (random weights)") for c in family.CASES["gpu"])
+        if not name:  # SD3's sentence as it always read
+            archs = "SD3.5 Large and Medium architectures"
         body = (
-            "## GPU\n\nPending: no GPU was available when this file was produced. Rerun with "
-            f"`{LAUNCHER} --mode gpu` on a CUDA machine (SD3.5 Large and Medium "
-            "architectures, random bf16 weights, 1024x1024: seconds per image and peak VRAM). The code "
-            "path is checked on CPU by `--mode gpu --tiny` and `tests/tools/test_bench.py`.\n"
+            f"## {heading}\n\nPending: no GPU was available when this file was produced. Rerun with "
+            f"`{rerun}` on a CUDA machine ({archs}, random bf16 weights, 1024x1024: seconds per image and "
+            "peak VRAM). The code path is checked on CPU by `--mode gpu --tiny` and `tests/tools/test_bench.py`.\n"
         )
-        for family in FAMILIES.values():
-            body += (f"\nWhat the FLOP model predicts there ({family.NAME} text tokens: {family.TEXT_TOKENS}):\n\n"
-                     + predicted_table(family, swd_core) + "\n")
+        body += (f"\nWhat the FLOP model predicts there ({family.NAME} text tokens: {family.TEXT_TOKENS}):\n\n"
+                 + predicted_table(family, swd_core) + "\n")
     else:
-        body = f"## CPU\n\nPending: rerun with `{LAUNCHER} --mode cpu`.\n"
-    return f"{BEGIN.format(mode)}\n{body}{END.format(mode)}"
+        body = f"## {heading}\n\nPending: rerun with `{rerun}`.\n"
+    return f"{BEGIN.format(section)}\n{body}{END.format(section)}"
 
 
 def prose() -> str:
@@ -268,11 +289,12 @@ def prose() -> str:
 
 
 def update_benchmarks(path: Path, mode: str, section: str, swd_core) -> str:
-    """Rewrite ``path``: BENCHMARKS.md's prose, this mode's ``section``, the other mode's kept (or pending)."""
+    """Rewrite ``path``: BENCHMARKS.md's prose, ``section`` (marker name ``mode``: a :data:`SECTIONS`
+    entry), the other sections kept (or pending)."""
     head = prose()
     old = path.read_text() if path.exists() else ""
     sections = {}
-    for m in MODES:
+    for m in SECTIONS:
         b, e = BEGIN.format(m), END.format(m)
         if m == mode:
             sections[m] = section
@@ -280,7 +302,7 @@ def update_benchmarks(path: Path, mode: str, section: str, swd_core) -> str:
             sections[m] = old[old.index(b):old.index(e) + len(e)]
         else:
             sections[m] = pending_section(m, swd_core)
-    text = head + "\n\n".join(sections[m] for m in MODES) + "\n"
+    text = head + "\n\n".join(sections[m] for m in SECTIONS) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return text

@@ -10,7 +10,8 @@ import torch
 
 from harness.paths import ROOT
 
-from .cases import BASELINE_STEPS, REQUIRED_VARIANTS, VARIANTS, cases_for, family_of
+from .cases import REQUIRED_VARIANTS, VARIANTS, cases_for, family_of
+from .cases import baseline_steps as family_baseline_steps
 from .family import Case
 from .flops import image_tokens, predicted_speedup, token_power_ratio
 from .measure import CpuLoad, PeakMemory, Stat, machine_info, sync, versions
@@ -20,7 +21,7 @@ class CaseBench:
     """Everything for one model/schedule: setup, the five kinds of run, the interleaved loop."""
 
     def __init__(self, host, case: Case, device: torch.device, dtype: torch.dtype, *, batch: int = 1,
-                 seed: int = 0, baseline_steps: int = BASELINE_STEPS, text_tokens: int | None = None,
+                 seed: int = 0, baseline_steps: int | None = None, text_tokens: int | None = None,
                  variants=VARIANTS, max_other_load: float = 0.2, max_retries_per_rep: int = 0, log=print):
         missing = [v for v in REQUIRED_VARIANTS if v not in variants]
         if missing or any(v not in VARIANTS for v in variants):
@@ -29,7 +30,8 @@ class CaseBench:
         self.variants = tuple(v for v in VARIANTS if v in variants)
         self.max_other_load, self.max_retries_per_rep = max_other_load, max_retries_per_rep
         self.host, self.case, self.device, self.dtype = host, case, device, dtype
-        self.batch, self.seed, self.baseline_steps, self.log = batch, seed, baseline_steps, log
+        self.batch, self.seed, self.log = batch, seed, log
+        self.baseline_steps = family_baseline_steps(self.family) if baseline_steps is None else baseline_steps
         self.text_tokens = self.family.TEXT_TOKENS if text_tokens is None else text_tokens
 
     def setup(self) -> None:
@@ -238,10 +240,10 @@ def _dtype(name: str) -> torch.dtype:
     return getattr(torch, name)
 
 
-def run_cases(host, mode: str, tiny: bool, *, reps: int, warmup: int, cases=None, size: int | None = None,
-              preset: str | None = None, dtype: str | None = None, variants=VARIANTS, command: str = "",
-              max_other_load: float = 0.2, retries: int = 0, log=print) -> dict:
-    """Run every case of ``mode`` and return the report (a JSON-able dict)."""
+def run_cases(host, mode: str, tiny: bool, *, reps: int, warmup: int, cases=None, families=None,
+              size: int | None = None, preset: str | None = None, dtype: str | None = None, variants=VARIANTS,
+              command: str = "", max_other_load: float = 0.2, retries: int = 0, log=print) -> dict:
+    """Run every case of ``mode`` (of ``families``, names; default all) and return the report (a JSON-able dict)."""
     t0 = time.perf_counter()
     cuda = torch.cuda.is_available()
     device = torch.device("cuda") if cuda else torch.device("cpu")
@@ -250,7 +252,7 @@ def run_cases(host, mode: str, tiny: bool, *, reps: int, warmup: int, cases=None
     report = {"mode": mode, "tiny": tiny, "command": command,
               "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
               "machine": machine_info(), "versions": versions(ROOT), "cases": []}
-    for case in cases or cases_for(mode, tiny):
+    for case in cases or cases_for(mode, tiny, families):
         if size or preset:
             case = replace(case, preset=preset or case.preset, pixels=size or case.pixels)
         case_dtype = (_dtype(dtype) if dtype else _dtype(case.gpu_dtype) if (mode == "gpu" and cuda)

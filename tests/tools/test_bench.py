@@ -14,13 +14,14 @@ import sys
 
 import pytest
 import torch
-from diffusers import SD3Transformer2DModel
+from diffusers import FluxTransformer2DModel, SD3Transformer2DModel
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench import cases, report, runner, sd3
+from bench import cases, flux, report, runner, sd3
 from bench.flops import image_tokens, predicted_speedup, token_power_ratio
 from harness.paths import COMFYUI, DEV, PYLIB, ROOT
+from harness.reference.flux import velocity as flux_velocity
 
 SIX = "SD3.5 Large, 6 steps"
 
@@ -111,14 +112,15 @@ def check_case(r: dict, run_table, ratio_table, step_table, variants=cases.VARIA
         assert len(run["times_s"]) == r["reps"] == 1
         assert 0 < run["median_s"] < math.inf and run["peak_bytes"] > 0
     assert len(r["runs"]["bare"]["step_median_s"]) == steps
-    assert r["baseline_steps"] == 28
+    assert r["baseline_steps"] == cases.baseline_steps(cases.family_of(r["case"]))
     ratio_keys = (["overhead", "speedup_same", "speedup_base28", "peer"] if "base28" in variants
                   else ["overhead", "peer"])
     for key in ratio_keys:
         assert math.isfinite(r["ratios"][key]["measured"]) and r["ratios"][key]["measured"] > 0
     if "base28" in variants:
         same = r["ratios"]["speedup_same"]["flops"]
-        assert r["ratios"]["speedup_base28"]["flops"] == pytest.approx(same * 28 / steps)
+        base = r["baseline_steps"]
+        assert r["ratios"]["speedup_base28"]["flops"] == pytest.approx(same * base / steps)
 
     assert len(run_table) == 2 + len(variants)
     medians = [float(row[2]) for row in run_table[2:]]
@@ -134,7 +136,8 @@ def check_case(r: dict, run_table, ratio_table, step_table, variants=cases.VARIA
 
 def test_gpu_code_path_tiny_in_process(host, tmp_path):
     """`--mode gpu --tiny` in this process: Large- and Medium-shaped (MMDiT-X) models, one repetition."""
-    results = runner.run_cases(host, "gpu", True, reps=1, warmup=0, command="--mode gpu --tiny", log=lambda *a: None)
+    results = runner.run_cases(host, "gpu", True, reps=1, warmup=0, families=("sd3",), command="--mode gpu --tiny",
+                               log=lambda *a: None)
     assert [c["case"]["key"] for c in results["cases"]] == ["tiny-large", "tiny-medium"]
     section = report.render_section("gpu", results)
     found = tables(section)
@@ -158,19 +161,20 @@ def test_cli_tiny_cpu_run(tmp_path):
     out, raw = tmp_path / "B.md", tmp_path / "r.json"
     env = dict(os.environ, COMFYUI_PATH=str(COMFYUI), PYTHONPATH=os.pathsep.join([str(DEV), str(PYLIB)]))
     # the full-size baselines are covered in-process above; here only what the CLI adds
-    proc = subprocess.run([sys.executable, "-m", "bench", "--tiny", "--reps", "1", "--warmup", "0",
+    proc = subprocess.run([sys.executable, "-m", "bench", "--tiny", "--family", "sd3", "--reps", "1", "--warmup", "0",
                            "--variants", "swd,bare,diffusers", "--retries", "0", "--out", str(out), "--json", str(raw)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (r,) = json.loads(raw.read_text())["cases"]
     text = out.read_text()
     assert text.startswith(report.prose())
-    assert ("with `python3 scripts/dev.py bench --tiny --reps 1 --warmup 0 --variants swd,bare,diffusers "
+    assert ("with `python3 scripts/dev.py bench --tiny --family sd3 --reps 1 --warmup 0 --variants swd,bare,diffusers "
             "--retries 0 ") in text
-    assert "(it runs `PYTHONPATH=dev .venv/bin/python -m bench --tiny --reps 1 " in text
-    gpu = text[text.index("<!-- bench:gpu:begin -->"):]
+    assert "(it runs `PYTHONPATH=dev .venv/bin/python -m bench --tiny --family sd3 --reps 1 " in text
+    gpu = text[text.index("<!-- bench:gpu:begin -->"):text.index("<!-- bench:gpu:end -->")]
     assert "## GPU\n\nPending" in gpu  # no GPU run yet: the FLOP model's predictions stand in
     assert [row[0] for row in tables(gpu)[0][2:]] == [c.title for c in sd3.GPU_CASES]
+    assert "## CPU: FLUX\n\nPending: rerun with `python3 scripts/dev.py bench --mode cpu --family flux`" in text
     cpu = text[text.index("<!-- bench:cpu:begin -->"):text.index("<!-- bench:cpu:end -->")]
     found = tables(cpu)
     sdpa = r.get("sdpa_pass")
@@ -198,3 +202,73 @@ def test_rewriting_a_section_keeps_the_rest_of_benchmarks_md(core, tmp_path):
     changed = report.update_benchmarks(copy, "cpu", f"{begin}\n## CPU\nstub\n{end}", core)
     assert changed.startswith(report.prose()) and changed != original
     assert changed[changed.index(report.BEGIN.format("gpu")):] == original[original.index(report.BEGIN.format("gpu")):]
+
+
+# ---------------------------------------------------------------- FLUX
+
+
+def test_flux_flop_model_architecture():
+    """FLUX.1-dev: 19 double + 38 single blocks at hidden 3072, joint attention in all 57."""
+    fm = flux.flop_model(flux.FLUX1_DEV)
+    d = 3072
+    assert fm.joint_attention_width == 2 * 57 * d and fm.image_attention_width == 0 and fm.patch == 2
+    # per image token: packed 2x2 patch in, 57 blocks of 12 d^2 (double: qkv + out + MLP; single:
+    # linear1 + linear2), final projection; text tokens: T5 projection and the same 57 blocks
+    assert fm.image_token_macs == 64 * d + 57 * 12 * d * d + d * 64
+    assert fm.text_token_macs == 4096 * d + 57 * 12 * d * d
+    # timestep and guidance embedders, pooled CLIP-L, modulation (6 + 6, 3 per block, final 2)
+    assert fm.sample_macs == 2 * (256 * d + d * d) + 768 * d + d * d + (19 * 12 + 38 * 3 + 2) * d * d
+    assert flux.TEXT_TOKENS == 512 and flux.BASELINE_STEPS == 30
+
+
+@pytest.mark.parametrize("case", [flux.TINY_CASE, flux.CPU_CASE], ids=lambda c: c.key)
+@pytest.mark.parametrize("size", [(12, 20), (32, 32)])
+def test_flux_flop_model_matches_torch_flop_counter(case, size):
+    """The FLUX FLOP model equals torch's FlopCounterMode on the diffusers model, called as the
+    reference loop calls it (packed latents, guidance), attention on the math path."""
+    model = FluxTransformer2DModel.from_config(case.config).eval()
+    text = 40
+    x = torch.randn(1, 16, *size)
+    context, pooled = torch.randn(1, text, flux.CONTEXT_FEATURES), torch.randn(1, flux.POOLED_FEATURES)
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter, torch.inference_mode():
+        flux_velocity(model, x, 0.5, context, pooled, torch.zeros(text, 3), flux.GUIDANCE)
+    assert flux.flop_model(case.config).flops(size, text) == counter.get_total_flops()
+
+
+def test_flux_predictions_lie_between_linear_and_attention_terms(core):
+    case, = flux.GPU_CASES
+    fm = flux.flop_model(case.config)
+    sizes = core.latent_sizes(core.PRESETS[case.preset].scales, 128, 128, fm.patch)
+    assert sizes == [(64, 64), (80, 80), (96, 96), (128, 128)]
+    predicted = predicted_speedup(fm, sizes, 4, flux.TEXT_TOKENS)
+    assert (token_power_ratio(sizes, 1, text_tokens=flux.TEXT_TOKENS) < predicted
+            < token_power_ratio(sizes, 2, text_tokens=flux.TEXT_TOKENS))
+    assert predicted_speedup(fm, sizes, 30, flux.TEXT_TOKENS) == pytest.approx(predicted * 30 / 4)
+    table = report.pending_section("gpu-flux", core)
+    (rows,) = tables(table)
+    assert rows[0][-1] == "30-step baseline / SwD"
+    assert rows[2][0] == case.title and float(rows[2][3]) == pytest.approx(predicted, abs=0.005)
+
+
+def test_flux_tiny_in_process(host, tmp_path):
+    """The tiny FLUX case through the whole bench machinery in this process, one repetition: ComfyUI's Flux
+    built from the explicit config, guidance 4.5 in its conditioning, the 30-step baseline, the diffusers
+    reference loop giving SwDSampler's latent, and its own report section beside SD3's."""
+    results = runner.run_cases(host, "cpu", True, reps=1, warmup=0, families=("flux",), command="--family flux",
+                               log=lambda *a: None)
+    (r,) = results["cases"]
+    assert r["case"]["key"] == "tiny-flux" and r["case"]["family"] == "flux"
+    assert r["baseline_steps"] == 30 and r["text_tokens"] == 512
+    section = report.render_section("cpu", results, "flux")
+    assert section.startswith("<!-- bench:cpu-flux:begin -->\n## CPU: FLUX (tiny smoke run")
+    found = tables(section)
+    assert len(found) == 3
+    check_case(r, *found)
+    assert "30-step baseline / `SwDSampler`" in section
+    out = tmp_path / "BENCHMARKS.md"
+    sd3_cpu = "<!-- bench:cpu:begin -->\n## CPU\nstub\n<!-- bench:cpu:end -->"
+    report.update_benchmarks(out, "cpu", sd3_cpu, host.swd_core)
+    text = report.update_benchmarks(out, "cpu-flux", section, host.swd_core)
+    assert sd3_cpu in text and section in text  # measuring one family keeps the other's section
+    assert [text.index(report.BEGIN.format(s)) for s in report.SECTIONS] == sorted(
+        text.index(report.BEGIN.format(s)) for s in report.SECTIONS)
