@@ -363,16 +363,7 @@ def run(
             v = v_uncond + guidance_scale * (v_cond - v_uncond)
         return x - sigma.view(-1, 1, 1, 1) * v.to(torch.float32)
 
-    sigma_tensor = torch.tensor(schedule.sigmas, dtype=torch.float32, device=device)
-    with pipe.progress_bar(total=schedule.steps) as bar:
-        def on_step(d):
-            bar.update()
-            if callback is not None:
-                callback(d)
-
-        result = sample_scalewise(denoiser, x, sigma_tensor, sizes, noise,
-                                  resize=lambda t, s: interpolate(t, s, upscale_method), callback=on_step)
-
+    result = _sample(pipe, denoiser, x, schedule, sizes, noise, device, upscale_method, callback)
     return _finish(pipe, result, schedule, sizes, output_type, return_dict)
 
 
@@ -431,6 +422,12 @@ def _run_flux(pipe, prompt, *, prompt_2, sigmas, timesteps, scales, preset, heig
         v = pipe._unpack_latents(v, h * vae_scale, w * vae_scale, vae_scale).to(torch.float32)
         return x - sigma.view(-1, 1, 1, 1) * v
 
+    result = _sample(pipe, denoiser, x, schedule, sizes, noise, device, upscale_method, callback)
+    return _finish(pipe, result, schedule, sizes, output_type, return_dict)
+
+
+def _sample(pipe, denoiser, x, schedule, sizes, noise, device, upscale_method, callback) -> torch.Tensor:
+    """`sample_scalewise` with the pipeline's progress bar; ``callback`` after every step."""
     sigma_tensor = torch.tensor(schedule.sigmas, dtype=torch.float32, device=device)
     with pipe.progress_bar(total=schedule.steps) as bar:
         def on_step(d):
@@ -438,9 +435,8 @@ def _run_flux(pipe, prompt, *, prompt_2, sigmas, timesteps, scales, preset, heig
             if callback is not None:
                 callback(d)
 
-        result = sample_scalewise(denoiser, x, sigma_tensor, sizes, noise,
-                                  resize=lambda t, s: interpolate(t, s, upscale_method), callback=on_step)
-    return _finish(pipe, result, schedule, sizes, output_type, return_dict)
+        return sample_scalewise(denoiser, x, sigma_tensor, sizes, noise,
+                                resize=lambda t, s: interpolate(t, s, upscale_method), callback=on_step)
 
 
 def _finish(pipe, result, schedule, sizes, output_type, return_dict):

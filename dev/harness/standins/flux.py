@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 
 from .. import paths
+from . import sd3
 from .common import save_safetensors, seeded
 
 #: Tiny FLUX.1-dev-shaped transformer (guidance embedding, 2 double + 2 single blocks).
@@ -70,23 +71,7 @@ FULL_WIDTH_CONFIG = dict(
 )
 
 #: FLUX.1's VAE (``ae.safetensors``): SD3's 16-channel layout with FLUX's scale and shift.
-VAE_CONFIG = dict(
-    in_channels=3,
-    out_channels=3,
-    latent_channels=16,
-    block_out_channels=[128, 256, 512, 512],
-    down_block_types=["DownEncoderBlock2D"] * 4,
-    up_block_types=["UpDecoderBlock2D"] * 4,
-    layers_per_block=2,
-    act_fn="silu",
-    norm_num_groups=32,
-    use_quant_conv=False,
-    use_post_quant_conv=False,
-    scaling_factor=0.3611,
-    shift_factor=0.1159,
-    sample_size=1024,
-    force_upcast=True,
-)
+VAE_CONFIG = {**sd3.VAE_CONFIG, "scaling_factor": 0.3611, "shift_factor": 0.1159}
 
 #: The modules the FLUX SwD LoRA targets (PEFT suffix names): the double blocks' attention and
 #: feed-forwards, the single blocks' attention, ``proj_mlp`` and ``proj_out`` (``proj_out`` also
