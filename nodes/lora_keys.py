@@ -44,9 +44,21 @@ class PeftAlias:
     peft_name: Callable[[str], str | None] = _same
 
 
+def _unet_peft_name(name: str) -> str:
+    """ComfyUI's ``unet.`` spelling of a diffusers UNet module -> PEFT's.
+
+    ComfyUI writes attention projections as the old diffusers LoRA format did,
+    ``attn1.processor.to_q`` and ``attn1.processor.to_out``, where the module is
+    ``attn1.to_q`` and ``attn1.to_out.0``.
+    """
+    name = name.replace(".processor.to_", ".to_")
+    return name + ".0" if name.endswith(".to_out") else name
+
+
 #: One row per family whose ComfyUI key map has no ``base_model.model.`` names.
 PEFT_ALIASES: tuple[PeftAlias, ...] = (
     PeftAlias("Flux", "transformer."),
+    PeftAlias("SDXL", "unet.", _unet_peft_name),
 )
 
 

@@ -108,6 +108,40 @@ def _check_conds(guider) -> None:
                     )
 
 
+def latent_multiple(diffusion_model):
+    """What every scale's latent side is rounded to: a DiT's patch (2), a UNet's downsampling factor.
+
+    A UNet (SDXL: 3 levels, so 4) runs other sizes too, by resizing inside its skip
+    connections; whole multiples keep the up- and down-sampled sides equal, as upstream's sizes are.
+    """
+    patch = getattr(diffusion_model, "patch_size", None)
+    if patch is None and hasattr(diffusion_model, "channel_mult"):
+        return 2 ** (len(diffusion_model.channel_mult) - 1)
+    return 2 if patch is None else patch
+
+
+def schedule_sigmas(schedule: swd_core.Schedule, family: swd_core.ModelFamily, model_sampling) -> list[float]:
+    """The schedule's values as the model's ComfyUI sigmas (SDXL: DDPM times via ``model_sampling.sigma``)."""
+    return swd_core.model_sigmas(schedule.sigmas, family.prediction,
+                                 lambda t: model_sampling.sigma(torch.tensor(t, dtype=torch.float32)))
+
+
+def host_sigmas_and_scales(schedule, family, model_sampling, sigmas: torch.Tensor):
+    """``(sigmas, scales)`` for the SIGMAS a sampler got: the schedule's own (or a tail), or other ones.
+
+    For a DDPM family, SIGMAS equal to the schedule's raw values (a custom schedule's output,
+    which SwD Schedule cannot convert without the model) are read as DDPM times, like the
+    schedule itself.
+    """
+    ours = schedule_sigmas(schedule, family, model_sampling)
+    given = sigmas.tolist()
+    raw = list(schedule.sigmas)
+    if family.prediction == swd_core.EPSILON and swd_core.same_sigmas(raw[len(raw) - len(given):], given) \
+            and not swd_core.same_sigmas(ours[len(ours) - len(given):], given):
+        sigmas = torch.tensor(ours[len(ours) - len(given):], dtype=torch.float32, device=sigmas.device)
+    return sigmas, swd_core.scales_for_sigmas(schedule, sigmas.tolist(), ours)
+
+
 @torch.no_grad()
 def sample_swd(model, x, sigmas, extra_args=None, callback=None, disable=None, *,
                schedule: swd_core.Schedule, upscale_method: str = swd_core.DEFAULT_UPSCALE_METHOD,
@@ -140,8 +174,9 @@ def sample_swd(model, x, sigmas, extra_args=None, callback=None, disable=None, *
     channels = base_model.latent_format.latent_channels
     if x.shape[1] != channels:
         raise swd_core.SwDError(
-            f"the latent has {x.shape[1]} channels but the model expects {channels}: use "
-            f"EmptySD3LatentImage (16 channels) or a VAE that matches the model"
+            f"the latent has {x.shape[1]} channels but the {family.name} model expects {channels}: use the "
+            f"empty-latent node of the model (EmptySD3LatentImage for SD3.5 and FLUX, Empty Latent Image for "
+            f"SDXL) or a VAE that matches the model"
         )
     if noise_input and torch.count_nonzero(model.noise) == 0:
         raise swd_core.SwDError(
@@ -149,16 +184,18 @@ def sample_swd(model, x, sigmas, extra_args=None, callback=None, disable=None, *
             f"the prediction with fresh noise at every scale, so without noise the model would get "
             f"(1 - sigma) * x0; use RandomNoise (SwD draws its noise from that seed)"
         )
-    sigmas = sigmas.to(torch.float32)
+    model_sampling = base_model.model_sampling
+    sigmas, scales = host_sigmas_and_scales(schedule, family, model_sampling, sigmas.to(torch.float32))
     latent_image = model.latent_image
-    if float(sigmas[0]) < 1 and (latent_image is None or torch.count_nonzero(latent_image) == 0):
+    max_denoise = float(sigmas[0]) >= float(model_sampling.sigma_max) * (1 - 1e-5)
+    if not max_denoise and (latent_image is None or torch.count_nonzero(latent_image) == 0):
         raise swd_core.SwDError(
-            f"{node}: the sigmas start at {float(sigmas[0]):.4f} (< 1) but the latent is empty: text-to-image "
-            f"needs the schedule's own sigmas, starting at 1.0; for image-to-image (the second half of a "
+            f"{node}: the sigmas start at {float(sigmas[0]):.4f}, below the model's pure noise "
+            f"({float(model_sampling.sigma_max):.4f}), but the latent is empty: text-to-image needs the "
+            f"schedule's own sigmas from its first step; for image-to-image (the second half of a "
             f"SplitSigmas) connect a VAE Encode latent"
         )
-    scales = swd_core.scales_for_sigmas(schedule, sigmas.tolist())
-    patch = getattr(base_model.diffusion_model, "patch_size", 2)
+    patch = latent_multiple(base_model.diffusion_model)
     if isinstance(patch, bool) or not isinstance(patch, int):
         raise swd_core.SwDError(f"{node}: the model's patch_size is {patch!r}, not one square patch side "
                                 f"(a video model?); SwD samples image models")
@@ -167,9 +204,10 @@ def sample_swd(model, x, sigmas, extra_args=None, callback=None, disable=None, *
     seed = extra_args.get("seed") or 0
     noise = swd_core.generator_noise(torch.Generator().manual_seed(seed), x.device, x.dtype)
 
-    model_sampling = base_model.model_sampling
     start = comfy.utils.common_upscale(latent_image, sizes[0][1], sizes[0][0], "area", "disabled")
-    x = model_sampling.noise_scaling(sigmas[0], noise((x.shape[0], x.shape[1], *sizes[0])), start.to(x))
+    # max_denoise as KSAMPLER decides it: DDPM models start from unit-variance noise (x·sqrt(1 + σ²))
+    x = model_sampling.noise_scaling(sigmas[0], noise((x.shape[0], x.shape[1], *sizes[0])), start.to(x),
+                                     max_denoise=max_denoise)
 
     def denoiser(x, sigma):
         comfy.model_management.throw_exception_if_processing_interrupted()
@@ -273,7 +311,8 @@ class SwDSampler(io.ComfyNode):
         guider = comfy.samplers.CFGGuider(model)
         guider.set_conds(positive, negative)
         guider.set_cfg(cfg)
-        sigmas = torch.tensor(schedule.sigmas, dtype=torch.float32)
+        sigmas = torch.tensor(schedule_sigmas(schedule, family, model.get_model_object("model_sampling")),
+                              dtype=torch.float32)
         # sample_swd draws all of its noise from the seed, per scale; the full-size NOISE tensor
         # KSAMPLER wants is only a shape, so no noise is drawn for it (batch_index: see README).
         placeholder = torch.zeros_like(latent["samples"])

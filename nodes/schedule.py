@@ -1,6 +1,8 @@
 """SwDSchedule: a published or custom SwD schedule, as SWD_SCHEDULE and stock SIGMAS."""
 import torch
 
+import comfy.model_sampling
+
 from .. import swd_core
 from ._api import SwDScheduleType, io, schema
 
@@ -18,8 +20,8 @@ class SwDSchedule(io.ComfyNode):
             search_aliases=["SwD", "scale-wise", "scale-wise distillation", "distillation", "scales"],
             description=(
                 "Scale-wise distillation schedule: the latent size and noise level of every step. "
-                "Presets are the published SD3.5 schedules (yandex-research/swd); 'custom' reads "
-                "the two text fields."
+                "Presets are the published SwD schedules for SD3.5, FLUX.1-dev and SDXL "
+                "(yandex-research/swd); 'custom' reads the two text fields."
             ),
             inputs=[
                 io.Combo.Input(
@@ -36,13 +38,16 @@ class SwDSchedule(io.ComfyNode):
                 io.String.Input(
                     "sigmas", default=DEFAULT_SIGMAS,
                     tooltip="custom only: noise level per step, strictly decreasing from 1 (pure "
-                            "noise) towards 0; one per scale, the final 0 optional.",
+                            "noise) towards 0; one per scale, the final 0 optional. On SDXL these are "
+                            "DDPM times t/1000, as upstream writes them (1.0 = t 999).",
                 ),
             ],
             outputs=[
                 SwDScheduleType.Output(display_name="schedule",
                                        tooltip="For SwD Sampler and SwD Sampler (SAMPLER)."),
-                io.Sigmas.Output(display_name="sigmas", tooltip="The schedule's sigmas, for stock sampling nodes."),
+                io.Sigmas.Output(display_name="sigmas",
+                                 tooltip="The schedule's sigmas, for stock sampling nodes (an SDXL preset's "
+                                         "DDPM times as SDXL's ComfyUI sigmas)."),
             ],
         )
 
@@ -59,4 +64,21 @@ class SwDSchedule(io.ComfyNode):
     @classmethod
     def execute(cls, preset, scales, sigmas) -> io.NodeOutput:
         schedule = swd_core.get_schedule(preset, scales, sigmas)
-        return io.NodeOutput(schedule, torch.tensor(schedule.sigmas, dtype=torch.float32))
+        return io.NodeOutput(schedule, torch.tensor(comfy_sigmas(schedule), dtype=torch.float32))
+
+
+def comfy_sigmas(schedule: swd_core.Schedule) -> list[float]:
+    """The schedule as ComfyUI sigmas for stock nodes.
+
+    Flow schedules are noise levels already. A DDPM family's preset (SDXL: times t/1000) goes
+    through ComfyUI's own DDPM noise schedule with its default tables (SD1.x/SDXL's scaled
+    linear betas 0.00085..0.012), as ``model_sampling.sigma(t)`` of an SDXL checkpoint gives it.
+    A custom schedule has no family: its values are given as they are (the samplers read
+    them in the connected model's convention).
+    """
+    family = swd_core.family_named(schedule.family)
+    if family is None:
+        return list(schedule.sigmas)
+    ddpm = comfy.model_sampling.ModelSamplingDiscrete()
+    return swd_core.model_sigmas(schedule.sigmas, family.prediction,
+                                 lambda t: ddpm.sigma(torch.tensor(t, dtype=torch.float32)))

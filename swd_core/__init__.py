@@ -5,7 +5,7 @@ imports diffusers lazily. ``swd_core.families`` is the table of model families S
 """
 from .diffusers_run import SwDPipelineOutput, run
 from .errors import SwDError
-from .families import FAMILIES, ModelFamily, family_of_comfy_model
+from .families import EPSILON, FAMILIES, FLOW, ModelFamily, family_named, family_of_comfy_model
 from .sampling import (
     DEFAULT_UPSCALE_METHOD,
     UPSCALE_METHODS,
@@ -19,6 +19,9 @@ from .schedules import (
     DEFAULT_PRESET,
     PRESETS,
     Schedule,
+    ddpm_timesteps,
+    model_sigmas,
+    same_sigmas,
     get_schedule,
     latent_sizes,
     parse_schedule,
@@ -28,7 +31,8 @@ from .schedules import (
 )
 
 __all__ = [
-    "CUSTOM", "DEFAULT_PRESET", "DEFAULT_UPSCALE_METHOD", "FAMILIES", "ModelFamily", "PRESETS", "Schedule",
+    "CUSTOM", "DEFAULT_PRESET", "DEFAULT_UPSCALE_METHOD", "EPSILON", "FAMILIES", "FLOW", "ModelFamily", "PRESETS",
+    "Schedule", "ddpm_timesteps", "family_named", "model_sigmas", "same_sigmas",
     "SwDError", "UPSCALE_METHODS", "family_of_comfy_model", "flow_noise_scaling", "generator_noise",
     "get_schedule", "interpolate", "latent_sizes", "parse_schedule", "run", "sample_scalewise",
     "scales_for_sigmas", "schedule_from_values", "SwDPipelineOutput", "truncate_for_denoise",

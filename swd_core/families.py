@@ -11,6 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+FLOW = "flow"
+EPSILON = "epsilon"
+
+
 @dataclass(frozen=True)
 class ModelFamily:
     """One base-model family.
@@ -19,23 +23,32 @@ class ModelFamily:
         name: what presets and messages call it, e.g. ``"SD3.5"``.
         comfy_models: ComfyUI model classes of this family, ``"module.Class"`` of the
             ``BaseModel`` subclass (``model_patcher.model``), matched exactly.
-        prediction: the sigma space the schedules are written in; ``"flow"``: rectified flow,
-            sigma 1 is pure noise and the re-noise is ``σ·noise + (1 − σ)·x0``.
+        prediction: what the model predicts, which says how its schedules are written:
+            ``FLOW`` (rectified flow): the values are noise levels σ, 1 is pure noise and the
+            re-noise is ``σ·noise + (1 − σ)·x0``; ``EPSILON`` (DDPM noise prediction, SDXL): the
+            values are DDPM times ``t / 1000`` (``schedules.ddpm_timesteps``), which each host
+            turns into its own noise levels (ComfyUI: ``model_sampling.sigma(t)``).
         distilled_guidance: for guidance-distilled models (FLUX.1-dev), the embedded guidance
             value the published SwD LoRA was distilled with; ``None`` where the model has none.
     """
 
     name: str
     comfy_models: tuple[str, ...]
-    prediction: str = "flow"
+    prediction: str = "flow"  # FLOW or EPSILON
     distilled_guidance: float | None = None
 
 
-#: Every family the samplers run. SD1.5, SDXL and other models have no SwD schedule here yet.
+#: Every family the samplers run. SD1.5 and other models have no SwD schedule here yet.
 FAMILIES: tuple[ModelFamily, ...] = (
     ModelFamily("SD3.5", ("comfy.model_base.SD3",)),
     ModelFamily("FLUX", ("comfy.model_base.Flux",), distilled_guidance=4.5),  # yresearch/swd_flux
+    ModelFamily("SDXL", ("comfy.model_base.SDXL",), prediction=EPSILON),  # yresearch/swd-sdxl
 )
+
+
+def family_named(name: str | None) -> ModelFamily | None:
+    """The family called ``name`` (a schedule's ``family``), or ``None``."""
+    return next((f for f in FAMILIES if f.name == name), None)
 
 
 def comfy_model_name(model_class: type) -> str:

@@ -20,7 +20,7 @@ from .errors import SwDError
 
 LORA_A, LORA_B = ".lora_A.weight", ".lora_B.weight"
 #: Prefixes a diffusers/PEFT SD3 LoRA's keys may carry before the transformer's module names.
-MODULE_PREFIXES = ("base_model.model.", "transformer.")
+MODULE_PREFIXES = ("base_model.model.", "transformer.", "unet.")
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 MAX_CONFIG_BYTES = 1 << 20
@@ -29,7 +29,11 @@ MAX_RANK = 1 << 16
 
 
 def lora_modules(state_dict: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """``{module key prefix: (A [r, in], B [out, r])}`` for PEFT/diffusers-style LoRA keys."""
+    """``{module key prefix: (A, B)}`` for PEFT/diffusers-style LoRA keys.
+
+    Linear layers: ``A [r, in]``, ``B [out, r]``; convolutions (UNet LoRAs):
+    ``A [r, in, kh, kw]``, ``B [out, r, 1, 1]``.
+    """
     modules = {}
     for key in state_dict:
         if key.endswith(LORA_A):
@@ -41,7 +45,7 @@ def lora_modules(state_dict: dict[str, torch.Tensor]) -> dict[str, tuple[torch.T
         elif key.endswith(LORA_B) and key[: -len(LORA_B)] + LORA_A not in state_dict:
             raise SwDError(f"{key} has no matching lora_A weight: the LoRA file is incomplete")
     for prefix, (a, b) in modules.items():
-        if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[1]:
+        if a.ndim not in (2, 4) or b.ndim != a.ndim or a.shape[0] != b.shape[1]:
             raise SwDError(
                 f"LoRA module {prefix}: lora_A {tuple(a.shape)} and lora_B {tuple(b.shape)} do not "
                 f"form a rank-r pair: the file is corrupt"
@@ -49,32 +53,53 @@ def lora_modules(state_dict: dict[str, torch.Tensor]) -> dict[str, tuple[torch.T
     return modules
 
 
-#: Module-name markers of each family's diffusers model: FLUX's single blocks; the SDXL (and
-#: SD1.5) UNet's blocks; SD3's position embedding and MMDiT-X's second attention. SD3's joint
-#: blocks share every other name with FLUX's double blocks, so they are told apart only by
-#: index (`FLUX_DOUBLE_BLOCKS`).
+#: Module-name markers of each family's diffusers model: FLUX's single blocks; the UNet's blocks
+#: (SDXL or SD1.5/SD2, told apart by `_unet_family`); SD3's position embedding and MMDiT-X's
+#: second attention. SD3's joint blocks share every other name with FLUX's double blocks, so
+#: they are told apart only by index (`FLUX_DOUBLE_BLOCKS`).
 FAMILY_MARKERS = (
     ("FLUX", ("single_transformer_blocks.",)),
-    ("SDXL", ("down_blocks.", "up_blocks.", "mid_block.")),
+    ("UNet", ("down_blocks.", "up_blocks.", "mid_block.")),
     ("SD3.5", ("pos_embed.",)),
 )
 #: FLUX.1 has 19 double blocks; SD3.5 Medium and Large have 24 and 38 joint blocks.
 FLUX_DOUBLE_BLOCKS = 19
 _BLOCK_INDEX = re.compile(r"^transformer_blocks\.(\d+)\.")
+#: SDXL's UNet stacks 2 and 10 transformer blocks per attention; SD1.5/SD2 have one, and have
+#: attention at the first level (``down_blocks.0``, ``up_blocks.3``), where SDXL has none.
+_DEEP_BLOCK = re.compile(r"\.attentions\.\d+\.transformer_blocks\.[1-9]")
+_SD1_LEVEL = re.compile(r"^(down_blocks\.0|up_blocks\.3)\.attentions\.")
+SDXL_CONTEXT = 2048  # CLIP-L + OpenCLIP-G features: attn2.to_k's input width
 
 
-def lora_family(module_names) -> str | None:
-    """The model family (``swd_core.families`` names) a diffusers/PEFT LoRA's module names belong to.
+def _unet_family(names: list[str], shapes: dict[str, tuple]) -> str:
+    if any(_DEEP_BLOCK.search(n) for n in names):
+        return "SDXL"
+    if any(_SD1_LEVEL.match(n) for n in names):
+        return "SD1.5"
+    widths = {shape[1] for n, shape in shapes.items() if n.endswith(".attn2.to_k") and len(shape) > 1}
+    return "SDXL" if widths == {SDXL_CONTEXT} else "SD1.5"
+
+
+def lora_family(modules) -> str | None:
+    """The model family (``swd_core.families`` names) a diffusers/PEFT LoRA belongs to.
+
+    Args:
+        modules: `lora_modules`' result (names and ``(A, B)``), or module names alone.
 
     ``None`` when the names do not tell (other layouts, or too few modules): the shape check
     decides then. SD3.5 and FLUX share most names (``transformer_blocks.N.attn.to_q``): a FLUX
     LoRA is told by its single blocks (upstream's FLUX SwD LoRA targets them), an SD3.5 LoRA by
-    ``pos_embed``, ``attn2`` or a joint block FLUX does not have.
+    ``pos_embed``, ``attn2`` or a joint block FLUX does not have. UNet LoRAs are ``"SDXL"`` or
+    ``"SD1.5"`` (SD1.5 or SD2: a family SwD does not run) by their block layout, else by the
+    cross-attention's input width.
     """
-    names = [module_name(n) for n in module_names]
+    pairs = modules if isinstance(modules, dict) else dict.fromkeys(modules)
+    names = [module_name(n) for n in pairs]
+    shapes = {module_name(n): tuple(ab[0].shape) for n, ab in pairs.items() if ab is not None}
     for family, markers in FAMILY_MARKERS:
         if any(n.startswith(markers) for n in names):
-            return family
+            return _unet_family(names, shapes) if family == "UNet" else family
     if any(".attn2." in n for n in names):
         return "SD3.5"  # MMDiT-X (SD3.5 Medium)
     if any((m := _BLOCK_INDEX.match(n)) and int(m.group(1)) >= FLUX_DOUBLE_BLOCKS for n in names):

@@ -3,7 +3,8 @@
 A schedule of ``N`` steps has ``N`` scales ``s_0 < ... < s_{N-1}`` (latent side lengths, x8 for
 pixels, at the published 1024x1024 target) and ``N + 1`` sigmas ``1 = σ_0 > ... > σ_{N-1} > σ_N = 0``.
 Step ``i`` runs the model at scale ``s_i`` and noise level ``σ_i`` (Starodubcev et al., SwD,
-arXiv:2503.16397).
+arXiv:2503.16397). For DDPM families (SDXL) upstream writes the same list as DDPM times ``t / 1000``
+(``1.0, 0.8, 0.6, 0.4, 0``); `model_sigmas` turns either kind into a host's noise levels.
 """
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ def validate(scales, sigmas) -> None:
         raise SwDError(f"the last sigma must be 0 (the clean image), got {sigmas[-1]}")
     for s in sigmas[:-1]:
         if not 0 < s <= 1:
-            raise SwDError(f"sigma {s} is outside (0, 1]: flow-matching noise levels run from 1 (pure noise) to 0")
+            raise SwDError(f"sigma {s} is outside (0, 1]: schedule values run from 1 (pure noise) to 0 (flow "
+                           f"noise levels, or DDPM times t/1000 for SDXL)")
     for a, b in zip(sigmas, sigmas[1:]):
         if b >= a:
             raise SwDError(f"sigmas must decrease strictly, but {a} is followed by {b}")
@@ -62,7 +64,8 @@ class Schedule:
         scales: latent side lengths per step, increasing; the last one is the size the
             schedule was published for (128 = 1024 px). Only ratios to the last scale matter
             once a target size is given (see `latent_sizes`).
-        sigmas: noise levels, one more than `scales`, strictly decreasing, ending in 0.
+        sigmas: noise levels, one more than `scales`, strictly decreasing, ending in 0; for a
+            DDPM family (SDXL) the DDPM times ``t / 1000`` as upstream writes them (`model_sigmas`).
         name: the preset name, or ``"custom"``.
         family: the model family (``swd_core.families``) the schedule was published for,
             e.g. ``"SD3.5"``; ``None`` for custom schedules.
@@ -108,6 +111,8 @@ PRESETS: dict[str, Schedule] = {
                  "FLUX.1-dev, 4 steps", "FLUX"),
         Schedule((64, 80, 96, 128), (1.0, 0.8956, 0.7363, 0.6007, 0.0),
                  "FLUX.1-dev, 4 steps (README code sigmas)", "FLUX"),
+        # yresearch/swd-sdxl (MMD loss only): DDPM times t/1000, the final size 1024 px = scale 128
+        Schedule((64, 80, 96, 128), (1.0, 0.8, 0.6, 0.4, 0.0), "SDXL, 4 steps", "SDXL"),
     )
 }
 CUSTOM = "custom"
@@ -221,18 +226,59 @@ def truncate_for_denoise(schedule: Schedule, denoise: float) -> Schedule:
     )
 
 
-def scales_for_sigmas(schedule: Schedule, sigmas: list[float]) -> tuple[int, ...]:
+#: DDPM models (SDXL) are trained at times t = 0 .. 999. Upstream writes SDXL's schedule as
+#: ``t / 1000`` starting at 1.0, i.e. t = 1000, one past the tables: it is read as the last
+#: trained time, 999, the noisiest point of the DDPM forward process, where diffusers' DDPM
+#: pipelines start and what ComfyUI's ``model_sampling.sigma`` clamps 1000 to.
+DDPM_LAST_TIMESTEP = 999
+DDPM_TIME_SCALE = 1000  # upstream's values are t / 1000
+
+
+def ddpm_timesteps(values: Sequence[float]) -> list[float]:
+    """DDPM times of a DDPM family's schedule values (``t / 1000``), one per step, without the final 0."""
+    return [min(v * DDPM_TIME_SCALE, DDPM_LAST_TIMESTEP) for v in values if v > 0]
+
+
+def model_sigmas(values: Sequence[float], prediction: str, sigma_at_timestep) -> list[float]:
+    """A host's noise levels for a schedule's values.
+
+    Args:
+        values: `Schedule.sigmas` (or a tail), ending in 0.
+        prediction: the model family's ``prediction`` (``families.FLOW``: the values are the
+            noise levels already; ``families.EPSILON``: DDPM times ``t / 1000``).
+        sigma_at_timestep: ``t -> σ`` of the host's noise schedule (ComfyUI:
+            ``model_sampling.sigma``); used for DDPM families only.
+
+    Returns:
+        ``len(values)`` noise levels, the last one 0 where ``values`` ends in 0.
+    """
+    from .families import EPSILON
+
+    if prediction != EPSILON:
+        return [float(v) for v in values]
+    sigmas = [float(sigma_at_timestep(t)) for t in ddpm_timesteps(values)]
+    return sigmas + [0.0] * (len(values) - len(sigmas))
+
+
+def same_sigmas(a: Sequence[float], b: Sequence[float], tol: float = 1e-4) -> bool:
+    """Whether two sigma lists agree to ``tol``, relative above 1 (SDXL's noise levels reach 14.6)."""
+    return len(a) == len(b) and all(abs(x - y) <= tol * max(1.0, abs(x), abs(y)) for x, y in zip(a, b))
+
+
+def scales_for_sigmas(schedule: Schedule, sigmas: list[float],
+                      schedule_sigmas: Sequence[float] | None = None) -> tuple[int, ...]:
     """The scales that go with ``sigmas`` coming from elsewhere (a stock scheduler, ``SplitSigmas``).
 
     If ``sigmas`` is a tail of the schedule's own sigmas (image-to-image with the second half
     of ``SplitSigmas``), the matching tail of the scales is returned; any other list with as
-    many steps as the schedule uses all of its scales, step for step.
+    many steps as the schedule uses all of its scales, step for step. ``schedule_sigmas``: the
+    schedule's sigmas in the host's noise levels (`model_sigmas`; default: ``schedule.sigmas``).
     """
     steps = len(sigmas) - 1
     if steps < 1:
         raise SwDError("the sigmas have no step (fewer than 2 values)")
-    ours = schedule.sigmas
-    if steps < schedule.steps and all(abs(a - b) < 1e-4 for a, b in zip(ours[-steps - 1:], sigmas)):
+    ours = list(schedule.sigmas if schedule_sigmas is None else schedule_sigmas)
+    if steps < schedule.steps and same_sigmas(ours[-steps - 1:], sigmas):
         return schedule.scales[-steps:]
     if steps == schedule.steps:
         return schedule.scales

@@ -1,0 +1,127 @@
+"""SwDSampler on ComfyUI's SDXL model gives the latent of the independent diffusers reference.
+
+Same weights (the small SDXL stand-in in diffusers' ``UNet2DConditionModel`` and ComfyUI's
+``model_base.SDXL``), same seed, upstream's SDXL schedule (DDPM times 1.0, 0.8, 0.6, 0.4 as
+``t / 1000``), compared in the UNet's latent space (``process_latent_in``: SDXL's 0.13025).
+"""
+import copy
+import importlib
+
+import pytest
+import torch
+
+from harness.reference import sdxl as reference
+from harness.standins import sdxl
+
+PRESET = "SDXL, 4 steps"
+TIMES = (1.0, 0.8, 0.6, 0.4, 0.0)
+TOLERANCE = 1e-4
+
+
+@pytest.fixture(scope="module")
+def small(host, tmp_path_factory):
+    import comfy.model_management
+
+    unet = sdxl.build_unet(seed=0)
+    patcher = sdxl.comfy_model(unet)
+    lora_dir = sdxl.save_peft_lora(unet, tmp_path_factory.mktemp("sdxl_lora") / "swd-sdxl", seed=0)
+    yield unet, patcher, lora_dir
+    comfy.model_management.unload_all_models()
+
+
+@pytest.fixture(scope="module")
+def text():
+    g = torch.Generator().manual_seed(3)
+    return torch.randn(1, 7, 32, generator=g), torch.randn(1, sdxl.POOLED_FEATURES, generator=g)
+
+
+@pytest.fixture(scope="module")
+def negative():
+    g = torch.Generator().manual_seed(4)
+    return torch.randn(1, 7, 32, generator=g), torch.randn(1, sdxl.POOLED_FEATURES, generator=g)
+
+
+def cond(text):
+    ctx, pooled = text
+    return [[ctx, {"pooled_output": pooled}]]
+
+
+def with_lora(host, patcher, lora_dir, strength):
+    """The PEFT LoRA through ComfyUI's loading with PEFT's scales and the SDXL PEFT aliases."""
+    import comfy.lora
+    import comfy.utils
+
+    swd_lora = importlib.import_module(host.swd_core.__name__ + ".lora")
+    lora_keys = importlib.import_module(host.pack.__name__ + ".nodes.lora_keys")
+    sd = comfy.utils.load_torch_file(str(lora_dir / "adapter_model.safetensors"), safe_load=True)
+    sd = swd_lora.with_peft_alphas(sd, swd_lora.read_adapter_config(lora_dir / "adapter_config.json"))
+    key_map = lora_keys.peft_key_map(patcher.model, comfy.lora.model_lora_keys_unet(patcher.model, {}))
+    loaded = comfy.lora.load_lora(sd, key_map)
+    patched = patcher.clone()
+    assert len(patched.add_patches(loaded, strength)) == len(loaded) == len(sd) // 3
+    return patched
+
+
+def peft_unet(unet, lora_dir, strength):
+    from peft import PeftModel
+    from peft.tuners.lora import LoraLayer
+
+    model = PeftModel.from_pretrained(copy.deepcopy(unet), str(lora_dir)).eval()
+    for module in model.modules():
+        if isinstance(module, LoraLayer):
+            module.scale_layer(strength)
+    return model
+
+
+def swd_sampler(host, model, positive, negative, latent, seed, cfg=1.0):
+    schedule = host.swd_core.PRESETS[PRESET]
+    out = host.node("SwDSampler").execute(model, positive, negative, {"samples": latent}, schedule, seed, cfg,
+                                          "bicubic")
+    return out.args[0]["samples"]
+
+
+def test_preset_is_upstreams_call(host):
+    schedule = host.swd_core.PRESETS[PRESET]
+    assert schedule.sigmas == TIMES and schedule.scales == (64, 80, 96, 128) and schedule.family == "SDXL"
+
+
+@pytest.mark.parametrize(("batch", "height", "width", "sizes", "strength", "cfg"), [
+    (1, 32, 32, [(16, 16), (20, 20), (24, 24), (32, 32)], None, 1.0),
+    (1, 32, 48, [(16, 24), (20, 30), (24, 36), (32, 48)], None, 1.0),
+    (2, 32, 32, [(16, 16), (20, 20), (24, 24), (32, 32)], None, 1.0),
+    (1, 48, 32, [(24, 16), (30, 20), (36, 24), (48, 32)], 0.7, 1.0),
+    (1, 32, 32, [(16, 16), (20, 20), (24, 24), (32, 32)], None, 3.0),
+], ids=["square", "non-square", "batch2", "lora-0.7", "cfg3-negative"])
+def test_swd_sampler_matches_diffusers_reference(host, small, text, negative, batch, height, width, sizes,
+                                                 strength, cfg):
+    unet, patcher, lora_dir = small
+    model, ref_model = patcher, unet
+    if strength is not None:
+        model = with_lora(host, patcher, lora_dir, strength)
+        ref_model = peft_unet(unet, lora_dir, strength)
+    seed = 4321 + batch
+    latent = swd_sampler(host, model, cond(text), cond(negative), torch.zeros(batch, 4, height, width), seed, cfg)
+    assert latent.shape == (batch, 4, height, width)
+    ours = patcher.model.process_latent_in(latent.float())
+    ref = reference.swd_latents(ref_model, TIMES, sizes, *text, batch=batch, seed=seed, cfg=cfg,
+                                neg_embeds=negative[0], neg_pooled=negative[1])
+    assert (ours - ref).abs().max().item() <= TOLERANCE
+    assert ref.abs().max().item() > 0.1
+    if strength is not None:  # the LoRA changed the picture (the comparison is not LoRA-blind)
+        plain = reference.swd_latents(unet, TIMES, sizes, *text, batch=batch, seed=seed)
+        assert (plain - ref).abs().max().item() > 100 * TOLERANCE
+    if cfg > 1:  # the negative prompt reached the model
+        no_cfg = reference.swd_latents(ref_model, TIMES, sizes, *text, batch=batch, seed=seed)
+        assert (no_cfg - ref).abs().max().item() > 100 * TOLERANCE
+
+
+def test_sampler_swd_with_schedule_sigmas_matches(host, small, text):
+    """SamplerSwD + SamplerCustom with the SwD Schedule's SIGMAS output (SDXL's ComfyUI sigmas) = SwDSampler."""
+    _, patcher, _ = small
+    schedule, sigmas = host.node("SwDSchedule").execute(PRESET, "", "").args
+    assert sigmas[0].item() == pytest.approx(14.6146, rel=1e-4) and sigmas[-1].item() == 0
+    sampler = host.node("SamplerSwD").execute(schedule, "bicubic").args[0]
+    latent = {"samples": torch.zeros(1, 4, 32, 32)}
+    out = host.node("SamplerCustom").execute(patcher, True, 99, 1.0, cond(text), cond(text), sampler, sigmas,
+                                             latent).args[0]["samples"]
+    assert torch.equal(out, swd_sampler(host, patcher, cond(text), cond(text), latent["samples"], 99))
