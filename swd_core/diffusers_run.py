@@ -26,7 +26,14 @@ from typing import Any
 import torch
 
 from .errors import SwDError
-from .sampling import DEFAULT_UPSCALE_METHOD, UPSCALE_METHODS, generator_noise, interpolate, sample_scalewise
+from .sampling import (
+    DEFAULT_UPSCALE_METHOD,
+    UPSCALE_METHODS,
+    flow_noise_scaling,
+    generator_noise,
+    interpolate,
+    sample_scalewise,
+)
 from .schedules import DEFAULT_PRESET, PRESETS, Schedule, get_schedule, latent_sizes, schedule_from_values
 
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
@@ -221,13 +228,16 @@ def run(
     max_sequence_length: int | None = None,
     callback: Callable[[dict], None] | None = None,
 ) -> SwDPipelineOutput | tuple:
-    """Generate with SwD on a diffusers ``StableDiffusion3Pipeline`` or ``FluxPipeline`` whose
-    transformer carries the SwD LoRA.
+    """Generate with SwD on a diffusers ``StableDiffusion3Pipeline``, ``FluxPipeline`` or
+    ``StableDiffusionXLPipeline`` whose transformer (UNet) carries the SwD LoRA.
 
     The upstream READMEs' calls (same names, same meanings), sampling with this pack's loop.
     For FLUX.1-dev, ``guidance_scale`` is FLUX's embedded (distilled) guidance, one model call
     per step, as ``FluxPipeline`` reads it (upstream passes 4.5; the default is the family's
-    distilled value); there is no classifier-free guidance and no negative prompt.
+    distilled value); there is no classifier-free guidance and no negative prompt. For SDXL
+    (`swd_core.diffusers_sdxl.run_sdxl`), as upstream's SDXL call writes it: ``sigmas`` are DDPM
+    times ``t / 1000``, ``timesteps`` include the trailing 0, ``height``/``width`` are the FINAL
+    size, and ``pipe.scheduler`` gives the DDPM tables.
 
     Args:
         pipe: a ``StableDiffusion3Pipeline`` (or one with the same parts: ``encode_prompt``,
@@ -274,9 +284,10 @@ def run(
     """
     diffusers = _diffusers()
     if not isinstance(pipe, diffusers.DiffusionPipeline) or not all(
-            hasattr(pipe, a) for a in ("encode_prompt", "transformer", "vae", "image_processor")):
-        raise SwDError(f"swd_core.run needs a diffusers StableDiffusion3Pipeline or FluxPipeline, "
-                       f"got {type(pipe).__name__}")
+            hasattr(pipe, a) for a in ("encode_prompt", "vae", "image_processor")) or not (
+            hasattr(pipe, "transformer") or isinstance(pipe, diffusers.StableDiffusionXLPipeline)):
+        raise SwDError(f"swd_core.run needs a diffusers StableDiffusion3Pipeline, FluxPipeline or "
+                       f"StableDiffusionXLPipeline, got {type(pipe).__name__}")
     if output_type not in OUTPUT_TYPES:
         raise SwDError(f"output_type {output_type!r} is not one of {', '.join(OUTPUT_TYPES)}")
     if upscale_method not in UPSCALE_METHODS or upscale_method == "bislerp":
@@ -284,6 +295,19 @@ def run(
     n = num_images_per_prompt
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise SwDError(f"num_images_per_prompt must be a whole number >= 1, got {num_images_per_prompt!r}")
+    if isinstance(pipe, diffusers.StableDiffusionXLPipeline):
+        from .diffusers_sdxl import run_sdxl
+
+        return run_sdxl(pipe, prompt, prompt_2=prompt_2, sigmas=sigmas, timesteps=timesteps, scales=scales,
+                        preset=preset, height=height, width=width, target_height=target_height,
+                        target_width=target_width, num_inference_steps=num_inference_steps,
+                        guidance_scale=guidance_scale, negative_prompt=negative_prompt,
+                        negative_prompt_2=negative_prompt_2, num_images_per_prompt=num_images_per_prompt,
+                        generator=generator, latents=latents, prompt_embeds=prompt_embeds,
+                        negative_prompt_embeds=negative_prompt_embeds, pooled_prompt_embeds=pooled_prompt_embeds,
+                        negative_pooled_prompt_embeds=negative_pooled_prompt_embeds, output_type=output_type,
+                        return_dict=return_dict, upscale_method=upscale_method, clip_skip=clip_skip,
+                        callback=callback)
     if isinstance(pipe, diffusers.FluxPipeline):
         return _run_flux(pipe, prompt, prompt_2=prompt_2, sigmas=sigmas, timesteps=timesteps, scales=scales,
                          preset=preset, height=height, width=width, target_height=target_height,
@@ -426,17 +450,21 @@ def _run_flux(pipe, prompt, *, prompt_2, sigmas, timesteps, scales, preset, heig
     return _finish(pipe, result, schedule, sizes, output_type, return_dict)
 
 
-def _sample(pipe, denoiser, x, schedule, sizes, noise, device, upscale_method, callback) -> torch.Tensor:
-    """`sample_scalewise` with the pipeline's progress bar; ``callback`` after every step."""
-    sigma_tensor = torch.tensor(schedule.sigmas, dtype=torch.float32, device=device)
+def _sample(pipe, denoiser, x, schedule, sizes, noise, device, upscale_method, callback, sigmas=None,
+            noise_scaling=flow_noise_scaling) -> torch.Tensor:
+    """`sample_scalewise` with the pipeline's progress bar; ``callback`` after every step.
+
+    ``sigmas``: the noise levels of the loop (default: the schedule's, flow models).
+    """
+    sigma_tensor = torch.tensor(schedule.sigmas if sigmas is None else sigmas, dtype=torch.float32, device=device)
     with pipe.progress_bar(total=schedule.steps) as bar:
         def on_step(d):
             bar.update()
             if callback is not None:
                 callback(d)
 
-        return sample_scalewise(denoiser, x, sigma_tensor, sizes, noise,
-                                resize=lambda t, s: interpolate(t, s, upscale_method), callback=on_step)
+        return sample_scalewise(denoiser, x, sigma_tensor, sizes, noise, resize=lambda t, s: interpolate(
+            t, s, upscale_method), noise_scaling=noise_scaling, callback=on_step)
 
 
 def _finish(pipe, result, schedule, sizes, output_type, return_dict):
@@ -445,8 +473,13 @@ def _finish(pipe, result, schedule, sizes, output_type, return_dict):
         images = result
     else:
         vae = pipe.vae
-        z = result / vae.config.scaling_factor + vae.config.shift_factor
+        z = result / vae.config.scaling_factor + (getattr(vae.config, "shift_factor", None) or 0.0)
+        upcast = vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False)  # SDXL's VAE in fp16
+        if upcast:
+            vae.to(torch.float32)
         decoded = vae.decode(z.to(vae.dtype), return_dict=False)[0]
+        if upcast:
+            vae.to(torch.float16)
         images = pipe.image_processor.postprocess(decoded, output_type=output_type)
     pipe.maybe_free_model_hooks()
     if not return_dict:

@@ -235,8 +235,13 @@ DDPM_TIME_SCALE = 1000  # upstream's values are t / 1000
 
 
 def ddpm_timesteps(values: Sequence[float]) -> list[float]:
-    """DDPM times of a DDPM family's schedule values (``t / 1000``), one per step, without the final 0."""
-    return [min(v * DDPM_TIME_SCALE, DDPM_LAST_TIMESTEP) for v in values if v > 0]
+    """DDPM times of a DDPM family's schedule values (``t / 1000``), one per step, without the final 0.
+
+    Times within 1e-3 of a whole number are that number (``0.8`` given as float32 is
+    0.800000011920929: t = 800, as upstream means it).
+    """
+    times = [min(v * DDPM_TIME_SCALE, DDPM_LAST_TIMESTEP) for v in values if v > 0]
+    return [float(round(t)) if abs(t - round(t)) < 1e-3 else t for t in times]
 
 
 def model_sigmas(values: Sequence[float], prediction: str, sigma_at_timestep) -> list[float]:

@@ -181,7 +181,7 @@ def test_clear_errors(host, model, prompts):
     SwDError = host.swd_core.SwDError
     with pytest.raises(SwDError, match="too small for this schedule"):
         swd_sampler(host, model, prompts, {"samples": torch.zeros(1, 16, 2, 2)}, seed=0, cfg=1.0)
-    with pytest.raises(SwDError, match="4 channels but the model expects 16"):
+    with pytest.raises(SwDError, match="4 channels but the SD3.5 model expects 16"):
         swd_sampler(host, model, prompts, {"samples": torch.ones(1, 4, 32, 32)}, seed=0, cfg=1.0)
     with pytest.raises(SwDError, match="noise_mask"):
         swd_sampler(host, model, prompts, {"samples": torch.zeros(1, 16, 32, 32),

@@ -30,7 +30,7 @@ def build(kind):
     import comfy.supported_models
 
     config = {"SD15": (comfy.supported_models.SD15, UNET),
-              "SDXL": (comfy.supported_models.SDXL, {**UNET, "adm_in_channels": 2816}),
+              "SDXL": (comfy.supported_models.SDXL, {**UNET, "adm_in_channels": 2816, "num_classes": "sequential"}),
               "FLUX": (comfy.supported_models.Flux, FLUX)}[kind]
     model = config[0](dict(config[1])).get_model({})
     g = torch.Generator().manual_seed(0)
@@ -51,7 +51,7 @@ def schedule(host, preset="SD3.5 Large, 6 steps", scales="", sigmas=""):
     return host.node("SwDSchedule").execute(preset, scales, sigmas).args
 
 
-@pytest.mark.parametrize("kind,cls", [("SDXL", "comfy.model_base.SDXL"), ("SD15", "comfy.model_base.BaseModel")])
+@pytest.mark.parametrize("kind,cls", [("SD15", "comfy.model_base.BaseModel")])
 def test_swd_sampler_refuses_models_without_an_swd_schedule(host, kind, cls):
     pos, neg = conds(64, 2048)
     with pytest.raises(host.swd_core.SwDError,
@@ -60,7 +60,7 @@ def test_swd_sampler_refuses_models_without_an_swd_schedule(host, kind, cls):
                                         schedule(host)[0], 0, 1.0, "bicubic")
 
 
-@pytest.mark.parametrize("kind,cls", [("SDXL", "comfy.model_base.SDXL"), ("SD15", "comfy.model_base.BaseModel")])
+@pytest.mark.parametrize("kind,cls", [("SD15", "comfy.model_base.BaseModel")])
 def test_sampler_swd_in_sampler_custom_advanced_refuses_them_too(host, kind, cls):
     pos, _ = conds(64, 2048)
     sched, sigmas = schedule(host)
@@ -92,3 +92,23 @@ def test_flux_runs_with_a_custom_schedule_and_an_sd35_preset_is_named_on_the_nod
     assert out.args[0]["samples"].shape == (1, 16, 32, 32)
     text = out.ui.as_dict()["text"][0]
     assert "published for SD3.5 but the model is FLUX" in text
+
+
+def test_sdxl_runs_its_preset_and_a_flow_preset_is_named_on_the_node(host):
+    """SDXL (EPS) runs the SDXL preset quietly; an SD3.5 (flow) preset runs but is named on the node."""
+    model = build("SDXL")
+    pos, neg = conds(64, 1280)
+    latent = {"samples": torch.zeros(1, 4, 32, 32)}
+    out = host.node("SwDSampler").execute(model, pos, neg, latent, schedule(host, "SDXL, 4 steps")[0], 3, 1.0,
+                                          "bicubic")
+    assert out.ui is None and torch.isfinite(out.args[0]["samples"]).all()
+    out = host.node("SwDSampler").execute(model, pos, neg, latent, schedule(host)[0], 3, 1.0, "bicubic")
+    assert "Warning: the schedule was published for SD3.5 but the model is SDXL" in out.ui.as_dict()["text"][0]
+
+
+def test_an_sdxl_preset_on_a_flow_model_is_named_on_the_node(host):
+    model = build("FLUX")
+    pos, neg = conds(64, 32, guidance=4.5)
+    out = host.node("SwDSampler").execute(model, pos, neg, {"samples": torch.zeros(1, 16, 32, 32)},
+                                          schedule(host, "SDXL, 4 steps")[0], 3, 1.0, "bicubic")
+    assert "published for SDXL but the model is FLUX" in out.ui.as_dict()["text"][0]

@@ -266,7 +266,7 @@ def four_channel_latent(faults):
 
 @pytest.mark.parametrize("case,cause", [
     ("too small", "too small for this schedule"),
-    ("4 channels", "4 channels but the model expects 16"),
+    ("4 channels", "4 channels but the SD3.5 model expects 16"),
     ("denoise on an empty latent", "latent_image is empty"),
     ("denoise below every sigma", "below every step's sigma"),
     ("non-finite cfg", "cfg must be a finite number"),

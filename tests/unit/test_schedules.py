@@ -18,6 +18,7 @@ PUBLISHED = {  # the upstream READMEs / model cards, latent sizes at 1024x1024
     "SD3.5 Medium, 4 steps (first README)": ([32, 64, 96, 128], [1.0, 0.9454, 0.7904, 0.6022, 0]),
     "FLUX.1-dev, 4 steps": ([64, 80, 96, 128], [1.0, 0.8959, 0.7371, 0.6022, 0]),
     "FLUX.1-dev, 4 steps (README code sigmas)": ([64, 80, 96, 128], [1.0, 0.8956, 0.7363, 0.6007, 0]),
+    "SDXL, 4 steps": ([64, 80, 96, 128], [1.0, 0.8, 0.6, 0.4, 0]),  # DDPM times t/1000 (yresearch/swd-sdxl)
 }
 
 

@@ -149,6 +149,49 @@ def save_peft_lora(unet, out_dir, seed: int = 0, **lora_config_kwargs) -> Path:
     return _save_peft(peft_model, Path(out_dir))
 
 
-__all__ = ["ADM_FEATURES", "LATENT_CHANNELS", "POOLED_FEATURES", "SMALL_CONFIG", "LORA_CONFIG", "build_unet",
+def build_pipeline(seed: int = 0, unet=None):
+    """A tiny diffusers ``StableDiffusionXLPipeline`` around ``unet`` (default: ``build_unet(seed)``).
+
+    Real diffusers/transformers classes at a small size: two CLIP text encoders whose
+    penultimate hidden states concatenate to the UNet's context width (as CLIP-L 768 + OpenCLIP-G
+    1280 make SDXL's 2048), the second with a 1280-wide projection (SDXL's pooled vector), a
+    4-channel ``AutoencoderKL`` with four levels (``vae_scale_factor`` 8) and SDXL's 0.13025
+    scale, and SDXL base's ``DDPMScheduler`` (upstream sets it). The tokenizer is ComfyUI's
+    CLIP tokenizer (``comfy/sd1_tokenizer``), so ComfyUI must be importable. For ``swd_core.run``.
+    """
+    from diffusers import AutoencoderKL, StableDiffusionXLPipeline
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    import comfy.sd1_clip
+
+    from ..reference.sdxl import ddpm_scheduler
+
+    unet = build_unet(seed) if unet is None else unet
+    tokenizer = CLIPTokenizer.from_pretrained(str(Path(comfy.sd1_clip.__file__).resolve().parent / "sd1_tokenizer"),
+                                              model_max_length=77)
+    half = unet.config.cross_attention_dim // 2
+
+    def clip_config(**kw):
+        return CLIPTextConfig(hidden_size=half, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                              vocab_size=tokenizer.vocab_size, max_position_embeddings=77,
+                              bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                              pad_token_id=tokenizer.pad_token_id, **kw)
+
+    with seeded(_sub_seed(seed, "file")):
+        encoder = CLIPTextModel(clip_config())
+        encoder_2 = CLIPTextModelWithProjection(clip_config(projection_dim=POOLED_FEATURES))
+    with seeded(_sub_seed(seed, "vae")):
+        vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=LATENT_CHANNELS,
+                            down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
+                            block_out_channels=[8, 8, 8, 8], norm_num_groups=4, layers_per_block=1,
+                            scaling_factor=0.13025)
+    pipe = StableDiffusionXLPipeline(vae=vae.eval(), text_encoder=encoder.eval(), text_encoder_2=encoder_2.eval(),
+                                     tokenizer=tokenizer, tokenizer_2=tokenizer, unet=unet,
+                                     scheduler=ddpm_scheduler())
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+__all__ = ["build_pipeline", "ADM_FEATURES", "LATENT_CHANNELS", "POOLED_FEATURES", "SMALL_CONFIG", "LORA_CONFIG", "build_unet",
            "comfy_unet_config", "comfy_state_dict", "comfy_model", "save_peft_lora", "paths",
            "save_safetensors", "_random_state_dict"]
