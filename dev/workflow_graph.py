@@ -67,6 +67,7 @@ NODE_TYPES: dict[str, dict] = {
                        outputs=[("SAMPLER", "SAMPLER")], ours=True),
     "CLIPTextEncode": dict(inputs=[("clip", "CLIP")], widgets=["text"], outputs=[("CONDITIONING", "CONDITIONING")]),
     "EmptySD3LatentImage": dict(inputs=[], widgets=["width", "height", "batch_size"], outputs=[("LATENT", "LATENT")]),
+    "EmptyLatentImage": dict(inputs=[], widgets=["width", "height", "batch_size"], outputs=[("LATENT", "LATENT")]),
     "VAEDecode": dict(inputs=[("samples", "LATENT"), ("vae", "VAE")], widgets=[], outputs=[("IMAGE", "IMAGE")]),
     "VAEEncode": dict(inputs=[("pixels", "IMAGE"), ("vae", "VAE")], widgets=[], outputs=[("LATENT", "LATENT")]),
     "SaveImage": dict(inputs=[("images", "IMAGE")], widgets=["filename_prefix"], outputs=[]),

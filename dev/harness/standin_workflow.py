@@ -8,7 +8,7 @@ decisions to a UI-format workflow (for the browser test), so that the frontend's
 What is replaced, and only when the real files are missing from ComfyUI's model folders
 (``object_info`` of the running server lists what is there; with the real files present,
 they are used), per model family (the workflow's model loader names it: a FLUX file name
-means FLUX, anything else SD3.5):
+means FLUX, an SDXL one (``sd_xl``/``sdxl``) SDXL, anything else SD3.5):
 
 * the model loader (``CheckpointLoaderSimple.ckpt_name`` / ``UNETLoader.unet_name``) and
   ``SwDLoraLoader.lora_name``, together, by the family's stand-in model and SwD LoRA: an SwD
@@ -39,6 +39,9 @@ FAMILIES = {
                 lora=paths.SD3_LORA, vae=paths.SD3_VAE, clip_type="sd3"),
     "flux": dict(model={"UNETLoader": ("unet_name", paths.FLUX_DIFFUSION_MODEL)},
                  lora=paths.FLUX_LORA, vae=paths.FLUX_VAE, clip_type="stable_diffusion"),
+    # the SDXL stand-in checkpoint carries its VAE and full-size CLIP-L + CLIP-G
+    "sdxl": dict(model={"CheckpointLoaderSimple": ("ckpt_name", paths.SDXL_CHECKPOINT)},
+                 lora=paths.SDXL_LORA, vae=None, clip_type=None),
 }
 TEXT_ENCODER_LOADERS = {"TripleCLIPLoader": ("clip_name1", "clip_name2", "clip_name3"),
                         "DualCLIPLoader": ("clip_name1", "clip_name2")}
@@ -77,7 +80,9 @@ def available_models(object_info: dict) -> dict[str, set[str]]:
 def _family(nodes: dict[str, tuple[str, dict]]) -> str:
     names = [v.get("ckpt_name", v.get("unet_name", "")) for t, v in nodes.values()
              if t in ("CheckpointLoaderSimple", "UNETLoader")]
-    return "flux" if any("flux" in n.lower() for n in names) else "sd3"
+    if any("flux" in n.lower() for n in names):
+        return "flux"
+    return "sdxl" if any("sd_xl" in n.lower() or "sdxl" in n.lower() for n in names) else "sd3"
 
 
 def _plan(nodes: dict[str, tuple[str, dict]], object_info: dict) -> dict[str, dict]:
@@ -101,9 +106,9 @@ def _plan(nodes: dict[str, tuple[str, dict]], object_info: dict) -> dict[str, di
             plan[node_id] = {"class_type": class_type, "inputs": {field: standin}}
         elif class_type == "SwDLoraLoader" and missing_model:
             plan[node_id] = {"class_type": class_type, "inputs": {"lora_name": family["lora"]}}
-        elif class_type == "VAELoader" and missing(class_type, values):
+        elif class_type == "VAELoader" and family["vae"] and missing(class_type, values):
             plan[node_id] = {"class_type": class_type, "inputs": {"vae_name": family["vae"]}}
-        elif class_type in TEXT_ENCODER_LOADERS and any(
+        elif class_type in TEXT_ENCODER_LOADERS and family["clip_type"] and any(
                 values[k] not in have["text_encoders"] for k in TEXT_ENCODER_LOADERS[class_type]):
             plan[node_id] = {"class_type": "CLIPLoader",
                              "inputs": {"clip_name": paths.CLIP_L, "type": family["clip_type"], "device": "default"}}

@@ -51,7 +51,9 @@ def test_disable_noise_is_refused(host, model, prompts):
 def test_sampler_swd_refuses_a_splitsigmas_tail_on_an_empty_latent(host, model, prompts):
     six = host.node("SwDSchedule").execute(SIX, "", "").args[1]
     low = host.node("SplitSigmas").execute(six, 3).args[1]
-    with pytest.raises(host.swd_core.SwDError, match=r"sigmas start at 0\.7904, below the model's pure noise \(1\.0000\), but the latent is empty"):
+    with pytest.raises(host.swd_core.SwDError,
+                       match=r"sigmas start at 0\.7904, below the model's pure noise \(1\.0000\), but the latent "
+                             r"is empty"):
         custom_advanced(host, model, prompts, empty(1, 16, 32, 32), host.node("RandomNoise").execute(1).args[0], low)
 
 

@@ -46,10 +46,10 @@ OUR_NODES = {"SwDLoraLoader", "SwDSchedule", "SwDSampler", "SamplerSwD"}
 
 def test_the_shipped_set_is_complete():
     assert NAMES == sorted(make_workflows.build_all())
-    assert len(NAMES) == 11
+    assert len(NAMES) == 12
     presets = {n["widgets_values"][0] for name in NAMES for n in ui(name)["nodes"] if n["type"] == "SwDSchedule"}
     assert presets == {"SD3.5 Large, 6 steps", "SD3.5 Large, 4 steps", "SD3.5 Medium, 6 steps", "SD3.5 Medium, 4 steps",
-                       "FLUX.1-dev, 4 steps"}
+                       "FLUX.1-dev, 4 steps", "SDXL, 4 steps"}
 
 
 def test_files_are_what_the_generator_writes():
@@ -205,6 +205,17 @@ def test_flux_standins_replace_the_flux_files(server, name, weight_dtype):
     assert swapped["FluxGuidance"]["guidance"] == 4.5
 
 
+def test_sdxl_standins_replace_the_checkpoint_and_the_lora(server):
+    """The SDXL stand-in checkpoint carries its CLIP-L + CLIP-G and VAE: only the checkpoint and LoRA change."""
+    prompt = api("swd-sdxl-4-steps")
+    swapped = {n["class_type"]: n["inputs"] for n in standin_workflow.use_standins(prompt, server.object_info()).values()}
+    assert swapped["CheckpointLoaderSimple"] == {"ckpt_name": "swd-standin-sdxl.safetensors"}
+    assert swapped["SwDLoraLoader"]["lora_name"] == "swd-standin-sdxl-lora/adapter_model.safetensors"
+    assert swapped["SwDSchedule"]["preset"] == "SDXL, 4 steps" and swapped["SwDSampler"]["cfg"] == 1.0
+    assert swapped["EmptyLatentImage"] == {"width": 1024, "height": 1024, "batch_size": 1}
+    assert {n["class_type"] for n in prompt.values()} == set(swapped)
+
+
 def expected_steps(core, prompt: dict) -> int:
     """Steps of the prompt's schedule (after the sampler's denoise, if any)."""
     sched = next(n for n in prompt.values() if n["class_type"] == "SwDSchedule")["inputs"]
@@ -220,7 +231,7 @@ def prepare_run(server, name: str) -> tuple[dict, tuple[int, int]]:
     prompt = standin_workflow.use_standins(api(name), server.object_info())
     size = (1024, 1024) if name == FULL_SIZE_RUN else (TEST_SIZE, TEST_SIZE)
     for node in prompt.values():
-        if node["class_type"] == "EmptySD3LatentImage":
+        if node["class_type"] in ("EmptySD3LatentImage", "EmptyLatentImage"):
             assert (node["inputs"]["width"], node["inputs"]["height"]) == (1024, 1024), "shipped size"
             node["inputs"]["width"], node["inputs"]["height"] = size
         if node["class_type"] == "LoadImage":  # img2img: the start image sets the size
@@ -241,7 +252,7 @@ def test_workflow_runs_in_the_server(server, core, name):
                      "swd-sd3.5-medium-4-steps": 4, "swd-sd3.5-large-6-steps-img2img": 3,
                      "swd-sd3.5-large-6-steps-sampler-custom-advanced": 6,
                      "swd-sd3.5-large-6-steps-split-files": 6, "swd-sd3.5-large-vs-base": 6, "swd-flux1-dev-4-steps": 4,
-                     "swd-flux1-dev-4-steps-fp8": 4}[name]
+                     "swd-flux1-dev-4-steps-fp8": 4, "swd-sdxl-4-steps": 4}[name]
     progress = [m["data"] for m in record["messages"] if m["type"] == "progress" and m["data"]["node"] == sampler_id]
     assert [p["value"] for p in progress] == list(range(1, steps + 1)), progress
     assert {p["max"] for p in progress} == {steps}

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from .. import paths
-from .common import save_safetensors, seeded
+from .common import seeded
 from .flux import _random_state_dict, _save_peft
 
 LATENT_CHANNELS = 4
@@ -192,6 +192,122 @@ def build_pipeline(seed: int = 0, unet=None):
     return pipe
 
 
-__all__ = ["build_pipeline", "ADM_FEATURES", "LATENT_CHANNELS", "POOLED_FEATURES", "SMALL_CONFIG", "LORA_CONFIG", "build_unet",
-           "comfy_unet_config", "comfy_state_dict", "comfy_model", "save_peft_lora", "paths",
-           "save_safetensors", "_random_state_dict"]
+# --------------------------------------------------------------------------- files (workflows)
+
+#: The smallest UNet ComfyUI's checkpoint detection calls SDXL (``supported_models.SDXL.unet_config``:
+#: 320 channels, input depths [0,0,2,2,10,10], context 2048, adm 2816, linear projections): the
+#: channel multipliers, the decoder's and the middle block's depths are not part of the match, so
+#: every level stays 320 wide and the decoder has one transformer block per attention instead of
+#: SDXL's [1,2,4] widths and 2/10 blocks. About 0.14 G parameters (SDXL's UNet: 2.6 G).
+CHECKPOINT_UNET_CONFIG = {
+    "use_checkpoint": False, "image_size": 32, "out_channels": 4, "use_spatial_transformer": True, "legacy": False,
+    "num_classes": "sequential", "adm_in_channels": ADM_FEATURES, "in_channels": 4, "model_channels": 320,
+    "num_res_blocks": [2, 2, 2], "transformer_depth": [0, 0, 2, 2, 10, 10], "channel_mult": [1, 1, 1],
+    "transformer_depth_middle": 1, "use_linear_in_transformer": True, "context_dim": 2048, "num_head_channels": 64,
+    "transformer_depth_output": [0, 0, 0, 1, 1, 1, 1, 1, 1], "use_temporal_attention": False,
+    "use_temporal_resblock": False,
+}
+#: SDXL's VAE (4 latent channels, full size: ComfyUI fixes the SD VAE's widths) and its scale.
+VAE_CONFIG = dict(in_channels=3, out_channels=3, latent_channels=LATENT_CHANNELS,
+                  down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
+                  block_out_channels=[128, 256, 512, 512], layers_per_block=2, scaling_factor=0.13025)
+#: OpenCLIP ViT-bigG/14's text tower as SDXL uses it (transformers' names; ComfyUI saves it in OpenCLIP's).
+CLIP_G_CONFIG = dict(hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=20,
+                     projection_dim=POOLED_FEATURES, hidden_act="gelu", vocab_size=49408,
+                     max_position_embeddings=77)
+
+CHECKPOINT_FILE = f"checkpoints/{paths.SDXL_CHECKPOINT}"
+LORA_DIR = f"loras/{paths.SDXL_LORA_DIR}"
+FILES = {
+    "sdxl_checkpoint": CHECKPOINT_FILE,
+    "sdxl_lora_config": f"{LORA_DIR}/adapter_config.json",
+    "sdxl_lora_weights": f"{LORA_DIR}/adapter_model.safetensors",
+}
+
+
+def _comfy_unet_shapes(unet_config: dict) -> dict:
+    """``{LDM key: shape}`` of ComfyUI's SDXL UNet for ``unet_config``, built on the meta device."""
+    import comfy.supported_models
+
+    model_config = comfy.supported_models.SDXL(dict(unet_config))
+    model_config.unet_config["num_head_channels"] = unet_config["num_head_channels"]
+    model = model_config.get_model({}, device="meta")
+    return {k: v.shape for k, v in model.diffusion_model.state_dict().items()}
+
+
+def checkpoint_state_dict(seed: int = 0, dtype: torch.dtype = torch.float16) -> dict:
+    """An SDXL single-file checkpoint (``model.diffusion_model.``, ``first_stage_model.``,
+    ``conditioner.embedders.0/1``), keys written by ComfyUI's own SDXL save conversion."""
+    from diffusers import AutoencoderKL
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    import comfy.diffusers_convert
+    import comfy.supported_models
+
+    from . import sd3
+
+    unet = _random_state_dict(_comfy_unet_shapes(CHECKPOINT_UNET_CONFIG), _sub_seed(seed, "file"), dtype)
+    out = {f"model.diffusion_model.{k}": v for k, v in unet.items()}
+    with seeded(_sub_seed(seed, "vae")):
+        vae = AutoencoderKL(**VAE_CONFIG)
+    vae_sd = comfy.diffusers_convert.convert_vae_state_dict(vae.state_dict())
+    out.update({f"first_stage_model.{k}": v.to(dtype) for k, v in vae_sd.items()})
+    clip = {f"clip_l.transformer.{k}": v for k, v in sd3.clip_l_state_dict(sd3.build_clip_l(seed), dtype).items()}
+    with torch.device("meta"):
+        shapes = {k: v.shape for k, v in CLIPTextModelWithProjection(CLIPTextConfig(**CLIP_G_CONFIG)).state_dict().items()}
+    clip_g = _random_state_dict(shapes, _sub_seed(seed, "file") + 1, dtype)
+    clip.update({f"clip_g.transformer.{k}": v for k, v in clip_g.items() if not k.endswith("position_ids")})
+    model_config = comfy.supported_models.SDXL(dict(CHECKPOINT_UNET_CONFIG))
+    out.update(model_config.process_clip_state_dict_for_saving(clip))
+    return out
+
+
+def write_lora(models_dir, seed: int = 0) -> Path:
+    """The SwD-SDXL PEFT LoRA for the checkpoint stand-in, at ``loras/<SDXL_LORA_DIR>``.
+
+    PEFT's own ``LoraConfig.save_pretrained`` writes ``adapter_config.json``; the weights are
+    ``base_model.model.<diffusers name>.lora_A/B.weight`` for every module ``LORA_CONFIG`` targets,
+    named by ComfyUI's diffusers map of the checkpoint's UNet, shapes from its weights.
+    """
+    from peft import LoraConfig
+
+    import comfy.utils
+
+    from .common import save_safetensors
+
+    out_dir = Path(models_dir) / LORA_DIR
+    shapes = _comfy_unet_shapes(CHECKPOINT_UNET_CONFIG)
+    targets = tuple(LORA_CONFIG["target_modules"])
+    r = LORA_CONFIG["r"]
+    pairs = {}
+    for name, ldm in sorted(comfy.utils.unet_to_diffusers(CHECKPOINT_UNET_CONFIG).items()):
+        module = name[: -len(".weight")] if name.endswith(".weight") else None
+        if module is None or not (module.endswith(targets) and len(shapes[ldm]) in (2, 4)):
+            continue
+        shape = shapes[ldm]
+        a_shape = (r, *shape[1:])
+        b_shape = (shape[0], r, *([1] * (len(shape) - 2)))
+        pairs[f"base_model.model.{module}.lora_A.weight"] = a_shape
+        pairs[f"base_model.model.{module}.lora_B.weight"] = b_shape
+    if out_dir.exists():
+        import shutil
+
+        shutil.rmtree(out_dir)
+    config = LoraConfig(**{k: v for k, v in LORA_CONFIG.items() if k != "init_lora_weights"})
+    config.save_pretrained(str(out_dir))
+    save_safetensors(_random_state_dict(pairs, _sub_seed(seed, "lora"), torch.float32),
+                     out_dir / "adapter_model.safetensors")
+    return out_dir
+
+
+def write(out_dir: Path, seed: int, log) -> None:
+    """Write this family's stand-ins into the models folder ``out_dir``."""
+    from ..comfy_host import put_comfyui_first
+    from .common import save_safetensors
+
+    put_comfyui_first(paths.COMFYUI)
+    out_dir = Path(out_dir)
+    save_safetensors(checkpoint_state_dict(seed), out_dir / CHECKPOINT_FILE)
+    log("sdxl checkpoint")
+    write_lora(out_dir, seed)
+    log("sdxl lora")

@@ -1,0 +1,79 @@
+"""The SDXL workflow (``make_workflows`` writes it; shared settings live there)."""
+from __future__ import annotations
+
+from make_workflows import CUSTOM_SCALES, CUSTOM_SIGMAS, HF, NEGATIVE, PROMPT, RESOLUTION, SEED
+from workflow_graph import PACK_ID, Graph
+
+SDXL_PRESET = "SDXL, 4 steps"
+SDXL_LORA = "swd-sdxl/adapter_model.safetensors"
+SDXL_LORA_REPO = "yresearch/swd-sdxl"
+SDXL_CHECKPOINT = ("sd_xl_base_1.0.safetensors",
+                   f"{HF}/stabilityai/stable-diffusion-xl-base-1.0/resolve/main/sd_xl_base_1.0.safetensors")
+
+
+def sdxl_note() -> str:
+    rows = [
+        (f"`{SDXL_CHECKPOINT[0]}`", "`ComfyUI/models/checkpoints/`", f"[file]({SDXL_CHECKPOINT[1]})"),
+        ("`adapter_model.safetensors` **and** `adapter_config.json`", "`ComfyUI/models/loras/swd-sdxl/`",
+         f"[{SDXL_LORA_REPO}]({HF}/{SDXL_LORA_REPO})"),
+    ]
+    table = "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows)
+    return f"""## SwD: SDXL, 4 steps
+
+Scale-wise distillation: each step predicts the clean latent, enlarges it and re-noises it.
+Needs the **{PACK_ID}** node pack.
+
+### Model files (download, then put them here)
+
+| file | folder | from |
+|---|---|---|
+{table}
+
+Keep the LoRA's two files together in `loras/swd-sdxl/`, then pick `{SDXL_LORA}` in
+**SwD LoRA Loader**. The published SDXL checkpoint was trained with the MMD loss only.
+
+### Settings
+* **SwD Schedule** preset `{SDXL_PRESET}` (upstream's DDPM times 1.0, 0.8, 0.6, 0.4 as t/1000);
+  SwD Sampler cfg **1.0** (one model call per step).
+* **Empty Latent Image** sets the FINAL size (1024x1024 here); the first step runs at half of it.
+
+### SDXL finetunes
+An SDXL finetune (same architecture) can replace the base checkpoint: the LoRA loads onto it
+with the same checks. The LoRA was distilled on SDXL base 1.0, so picture quality on a
+finetune is not promised; v-prediction finetunes differ the most.
+"""
+
+
+def build_sdxl(name: str) -> Graph:
+    g = Graph(name)
+    lora_url = f"{HF}/{SDXL_LORA_REPO}/resolve/main/adapter_model.safetensors"
+    g.node("MarkdownNote", "Model files", (-520, 0), (480, 640), [sdxl_note()], color=("#432", "#653"))
+    loader = g.node("CheckpointLoaderSimple", "Load SDXL base", (0, 0), (380, 98), [SDXL_CHECKPOINT[0]],
+                    models=[(SDXL_CHECKPOINT[0], SDXL_CHECKPOINT[1], "checkpoints")])
+    swd_lora = g.node("SwDLoraLoader", "SwD LoRA Loader", (0, 150), (380, 82), [SDXL_LORA, 1.0],
+                      models=[(SDXL_LORA, lora_url, "loras")])
+    schedule = g.node("SwDSchedule", "SwD Schedule", (0, 280), (380, 106), [SDXL_PRESET, CUSTOM_SCALES, CUSTOM_SIGMAS])
+    pos = g.node("CLIPTextEncode", "Positive Prompt", (430, 0), (420, 200), [PROMPT], color=("#232", "#353"))
+    neg = g.node("CLIPTextEncode", "Negative Prompt (unused at cfg 1)", (430, 250), (420, 120), [NEGATIVE],
+                 color=("#322", "#533"))
+    latent = g.node("EmptyLatentImage", "Empty Latent Image (final size)", (430, 420), (320, 106),
+                    [RESOLUTION, RESOLUTION, 1])
+    sampler = g.node("SwDSampler", "SwD Sampler", (900, 0), (320, 262), [SEED, "fixed", 1.0, "bicubic", 1.0])
+    decode = g.node("VAEDecode", "VAE Decode", (1260, 0), (210, 46))
+    save = g.node("SaveImage", "Save Image", (1260, 90), (560, 620), [f"swd/{name.removeprefix('swd-')}"])
+    g.link(loader, "MODEL", swd_lora, "model")
+    for enc in (pos, neg):
+        g.link(loader, "CLIP", enc, "clip")
+    g.link(swd_lora, "MODEL", sampler, "model")
+    g.link(pos, "CONDITIONING", sampler, "positive")
+    g.link(neg, "CONDITIONING", sampler, "negative")
+    g.link(latent, "LATENT", sampler, "latent_image")
+    g.link(schedule, "schedule", sampler, "schedule")
+    g.link(sampler, "LATENT", decode, "samples")
+    g.link(loader, "VAE", decode, "vae")
+    g.link(decode, "IMAGE", save, "images")
+    return g
+
+
+def build_all() -> dict[str, Graph]:
+    return {"swd-sdxl-4-steps": build_sdxl("swd-sdxl-4-steps")}
