@@ -208,7 +208,8 @@ def test_flux_standins_replace_the_flux_files(server, name, weight_dtype):
 def test_sdxl_standins_replace_the_checkpoint_and_the_lora(server):
     """The SDXL stand-in checkpoint carries its CLIP-L + CLIP-G and VAE: only the checkpoint and LoRA change."""
     prompt = api("swd-sdxl-4-steps")
-    swapped = {n["class_type"]: n["inputs"] for n in standin_workflow.use_standins(prompt, server.object_info()).values()}
+    swapped = standin_workflow.use_standins(prompt, server.object_info())
+    swapped = {n["class_type"]: n["inputs"] for n in swapped.values()}
     assert swapped["CheckpointLoaderSimple"] == {"ckpt_name": "swd-standin-sdxl.safetensors"}
     assert swapped["SwDLoraLoader"]["lora_name"] == "swd-standin-sdxl-lora/adapter_model.safetensors"
     assert swapped["SwDSchedule"]["preset"] == "SDXL, 4 steps" and swapped["SwDSampler"]["cfg"] == 1.0

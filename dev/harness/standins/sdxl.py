@@ -254,7 +254,8 @@ def checkpoint_state_dict(seed: int = 0, dtype: torch.dtype = torch.float16) -> 
     out.update({f"first_stage_model.{k}": v.to(dtype) for k, v in vae_sd.items()})
     clip = {f"clip_l.transformer.{k}": v for k, v in sd3.clip_l_state_dict(sd3.build_clip_l(seed), dtype).items()}
     with torch.device("meta"):
-        shapes = {k: v.shape for k, v in CLIPTextModelWithProjection(CLIPTextConfig(**CLIP_G_CONFIG)).state_dict().items()}
+        clip_g_model = CLIPTextModelWithProjection(CLIPTextConfig(**CLIP_G_CONFIG))
+        shapes = {k: v.shape for k, v in clip_g_model.state_dict().items()}
     clip_g = _random_state_dict(shapes, _sub_seed(seed, "file") + 1, dtype)
     clip.update({f"clip_g.transformer.{k}": v for k, v in clip_g.items() if not k.endswith("position_ids")})
     model_config = comfy.supported_models.SDXL(dict(CHECKPOINT_UNET_CONFIG))
