@@ -173,10 +173,11 @@ def load_swd_lora(model, name: str, strength: float):
         log.warning("[swd] %s: %s", name, scale_note)
     model_family = swd_core.family_of_comfy_model(type(model.model))
     file_family = swd_lora.lora_family(swd_lora.lora_modules(state_dict))
-    known = {f.name for f in swd_core.FAMILIES}  # a family SwD runs on; other layouts: the key check below
-    if model_family is not None and file_family in known and file_family != model_family.name:
+    # the LoRA's family, where its names tell (SD1.5 included: named rather than "match no weight")
+    if model_family is not None and file_family is not None and file_family != model_family.name:
+        article = "an" if file_family.startswith("SD") else "a"
         raise swd_core.SwDError(
-            f"{name!r} is a {file_family} LoRA but the model is {model_family.name} "
+            f"{name!r} is {article} {file_family} LoRA but the model is {model_family.name} "
             f"({type(model.model).__name__}): load the LoRA made for this model (or the model it was made for)"
         )
     # ComfyUI's key map, plus the PEFT (`base_model.model.`) spelling where ComfyUI lacks it (FLUX)

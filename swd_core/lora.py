@@ -72,12 +72,14 @@ _SD1_LEVEL = re.compile(r"^(down_blocks\.0|up_blocks\.3)\.attentions\.")
 SDXL_CONTEXT = 2048  # CLIP-L + OpenCLIP-G features: attn2.to_k's input width
 
 
-def _unet_family(names: list[str], shapes: dict[str, tuple]) -> str:
+def _unet_family(names: list[str], shapes: dict[str, tuple]) -> str | None:
     if any(_DEEP_BLOCK.search(n) for n in names):
         return "SDXL"
     if any(_SD1_LEVEL.match(n) for n in names):
         return "SD1.5"
     widths = {shape[1] for n, shape in shapes.items() if n.endswith(".attn2.to_k") and len(shape) > 1}
+    if not widths:
+        return None  # e.g. convolutions only: the shape check decides
     return "SDXL" if widths == {SDXL_CONTEXT} else "SD1.5"
 
 
@@ -92,7 +94,7 @@ def lora_family(modules) -> str | None:
     LoRA is told by its single blocks (upstream's FLUX SwD LoRA targets them), an SD3.5 LoRA by
     ``pos_embed``, ``attn2`` or a joint block FLUX does not have. UNet LoRAs are ``"SDXL"`` or
     ``"SD1.5"`` (SD1.5 or SD2: a family SwD does not run) by their block layout, else by the
-    cross-attention's input width.
+    cross-attention's input width, else ``None``.
     """
     pairs = modules if isinstance(modules, dict) else dict.fromkeys(modules)
     names = [module_name(n) for n in pairs]

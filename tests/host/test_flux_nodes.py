@@ -106,6 +106,6 @@ def test_a_flux_lora_on_sd35_and_an_sd35_lora_on_flux_name_both(host, small):
     # an SD3.5 Medium LoRA (dual attention) on FLUX: named by its attn2
     medium = sd3_standins.build_transformer(seed=3, dual_attention_layers=(0,))
     sd3_standins.save_peft_lora(medium, folder / "medium", seed=4)
-    with pytest.raises(host.swd_core.SwDError, match=r"is a SD3\.5 LoRA but the model is FLUX"):
+    with pytest.raises(host.swd_core.SwDError, match=r"is an SD3\.5 LoRA but the model is FLUX"):
         host.node("SwDLoraLoader").execute(model, "medium/adapter_model.safetensors", 1.0)
     assert not model.patches
