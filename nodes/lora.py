@@ -230,12 +230,14 @@ class SwDLoraLoader(io.ComfyNode):
             search_aliases=["SwD", "scale-wise", "scale-wise distillation", "distillation", "PEFT LoRA"],
             description=(
                 "Loads an SwD LoRA (PEFT folder with adapter_config.json + adapter_model.safetensors, "
-                "as released on Hugging Face, or one .safetensors file) onto SD3.5 with PEFT's exact "
-                "scale (lora_alpha / r), which the stock LoRA loader ignores. Fails loudly on keys or "
+                "as released on Hugging Face, or one .safetensors file) onto SD3.5, FLUX.1-dev or SDXL "
+                "with PEFT's exact scale (lora_alpha / r), which the stock LoRA loader ignores. Fails "
+                "loudly on keys or "
                 "shapes that do not fit the model."
             ),
             inputs=[
-                io.Model.Input("model", tooltip="The SD3.5 model (Large or Medium) the LoRA was distilled from."),
+                io.Model.Input("model", tooltip="The model the LoRA was distilled from: SD3.5 Large or Medium, "
+                                                "FLUX.1-dev, or SDXL base (or an SDXL finetune)."),
                 io.Combo.Input("lora_name", options=lora_names(),
                                tooltip="From models/loras (and extra_model_paths.yaml). A PEFT folder shows "
                                        "as <folder>/adapter_model.safetensors; its adapter_config.json is "

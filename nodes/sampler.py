@@ -260,17 +260,18 @@ class SwDSampler(io.ComfyNode):
             category="model/sampling",
             search_aliases=[*SEARCH_ALIASES, "KSampler"],
             description=(
-                "KSampler for scale-wise distilled models (SwD LoRA on SD3.5): each step predicts the "
-                "clean latent, enlarges it to the next scale and re-noises it, so a 1024 px image "
-                "costs about two full-size steps. The latent_image's size is the final size."
+                "KSampler for scale-wise distilled models (SwD LoRA on SD3.5, FLUX.1-dev or SDXL): "
+                "each step predicts the clean latent, enlarges it to the next scale and re-noises it, so "
+                "a 1024 px image costs about two full-size steps. The latent_image's size is the final size."
             ),
             inputs=[
-                io.Model.Input("model", tooltip="SD3.5 with the SwD LoRA (SwD LoRA Loader)."),
+                io.Model.Input("model", tooltip="SD3.5, FLUX.1-dev or SDXL with the SwD LoRA (SwD LoRA Loader)."),
                 io.Conditioning.Input("positive", tooltip="The prompt."),
                 io.Conditioning.Input("negative", tooltip="Negative prompt; ignored at cfg 1 (the default)."),
                 io.Latent.Input(
                     "latent_image",
-                    tooltip="Sets the final size and the batch size (EmptySD3LatentImage, e.g. 1024x1024). "
+                    tooltip="Sets the final size and the batch size (EmptySD3LatentImage for SD3.5/FLUX, Empty "
+                            "Latent Image for SDXL, e.g. 1024x1024). "
                             "A non-empty latent (VAE Encode) is the start image when denoise < 1.",
                 ),
                 _schedule_input(),
