@@ -125,3 +125,42 @@ def test_sampler_swd_with_schedule_sigmas_matches(host, small, text):
     out = host.node("SamplerCustom").execute(patcher, True, 99, 1.0, cond(text), cond(text), sampler, sigmas,
                                              latent).args[0]["samples"]
     assert torch.equal(out, swd_sampler(host, patcher, cond(text), cond(text), latent["samples"], 99))
+
+
+def test_img2img_runs_the_tail_and_split_sigmas_gives_the_same(host, small, text):
+    """denoise 0.7 on SDXL starts at t 600 from the image; SplitSigmas of the SIGMAS output (SDXL sigmas)
+    through SamplerSwD gives the same latent, and so does a custom schedule's raw values (read as times)."""
+    _, patcher, _ = small
+    g = torch.Generator().manual_seed(11)
+    image = {"samples": torch.randn(1, 4, 32, 32, generator=g)}
+    schedule, sigmas = host.node("SwDSchedule").execute(PRESET, "", "").args
+    out = host.node("SwDSampler").execute(patcher, cond(text), cond(text), image, schedule, 5, 1.0, "bicubic", 0.7)
+    ours = out.args[0]["samples"]
+    full = swd_sampler(host, patcher, cond(text), cond(text), image["samples"], 5)
+    assert torch.isfinite(ours).all() and not torch.allclose(ours, full)
+    low = host.node("SplitSigmas").execute(sigmas, 2).args[1]
+    assert low[0].item() == pytest.approx(2.2846, rel=1e-4)
+    sampler = host.node("SamplerSwD").execute(schedule, "bicubic").args[0]
+    split = host.node("SamplerCustom").execute(patcher, True, 5, 1.0, cond(text), cond(text), sampler, low,
+                                               image).args[0]["samples"]
+    assert torch.equal(split, ours)
+    custom, raw = host.node("SwDSchedule").execute("custom", "64, 80, 96, 128", "1.0, 0.8, 0.6, 0.4, 0").args
+    assert raw.tolist() == pytest.approx([1.0, 0.8, 0.6, 0.4, 0.0])  # no family: output as written
+    sampler = host.node("SamplerSwD").execute(custom, "bicubic").args[0]
+    latent = {"samples": torch.zeros(1, 4, 32, 32)}
+    via_raw = host.node("SamplerCustom").execute(patcher, True, 99, 1.0, cond(text), cond(text), sampler, raw,
+                                                 latent).args[0]["samples"]
+    assert torch.equal(via_raw, swd_sampler(host, patcher, cond(text), cond(text), latent["samples"], 99))
+
+
+def test_sizes_round_to_the_unet_s_downsampling(host):
+    """The workflow stand-in (3 levels, like SDXL) rounds every scale to 4 latent pixels (32 px)."""
+    import comfy.sd
+
+    sampler = importlib.import_module(host.pack.__name__ + ".nodes.sampler")
+    path = host.folder_paths.get_full_path("checkpoints", "swd-standin-sdxl.safetensors")
+    model = comfy.sd.load_checkpoint_guess_config(path, output_vae=False, output_clip=False)[0]
+    assert type(model.model).__name__ == "SDXL"
+    assert sampler.latent_multiple(model.model.diffusion_model) == 4
+    sizes = host.swd_core.latent_sizes(host.swd_core.PRESETS[PRESET].scales, 104, 152, 4)  # 832x1216 px
+    assert sizes == [(52, 76), (64, 96), (80, 116), (104, 152)]
