@@ -251,3 +251,28 @@ def test_lora_maps_fully_in_comfy(comfy, comfy_unet, paths, caplog):
     assert not bad, bad
     # 14 LoRA modules; q/k/v of a block share one fused qkv weight -> 14 - 2*2 = 10 patched weights
     assert len(patched.patches) == 10
+
+
+def test_sdxl_checkpoint_is_detected_as_sdxl_and_its_parts_work(comfy, models_dir, caplog):
+    """The SDXL stand-in: ComfyUI's own detection (not an explicit config) calls it SDXL, with CLIP-L + CLIP-G
+    giving SDXL's 2048-wide context and 1280 pooled vector, a 4-channel VAE, and every LoRA key mapped."""
+    import comfy.lora
+    import comfy.sd
+    import comfy.utils
+
+    from harness.standins import sdxl
+
+    path = models_dir / sdxl.CHECKPOINT_FILE
+    with caplog.at_level(logging.WARNING):
+        model, clip, vae, _ = comfy.sd.load_checkpoint_guess_config(str(path))
+    assert type(model.model).__name__ == "SDXL" and model.model.model_type.name == "EPS"
+    assert not [r for r in caplog.records if "missing" in r.getMessage().lower()]
+    cond = clip.encode_from_tokens_scheduled(clip.tokenize("a red fox"))
+    assert cond[0][0].shape == (1, 77, 2048) and cond[0][1]["pooled_output"].shape == (1, 1280)
+    assert torch.isfinite(cond[0][0]).all()
+    assert vae.latent_channels == 4
+    lora = comfy.utils.load_torch_file(str(models_dir / sdxl.LORA_DIR / "adapter_model.safetensors"), safe_load=True)
+    key_map = comfy.lora.model_lora_keys_unet(model.model, {})
+    assert not any(k.startswith("base_model.model.") for k in key_map)  # ComfyUI has no PEFT spelling for SDXL
+    names = {k.rsplit(".lora_", 1)[0].removeprefix("base_model.model.") for k in lora}
+    assert any(n.endswith(".to_out.0") for n in names) and len(names) == len(lora) // 2
