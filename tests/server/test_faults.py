@@ -236,7 +236,7 @@ def test_linked_custom_schedule_is_checked_when_it_runs(faults):
     ("torch-save.safetensors", "not a readable safetensors file"),
     ("nan.safetensors", "holds NaN or inf values"),
     ("half-pair.safetensors", "has no matching"),
-    ("sd1-keys.safetensors", "match no weight of this model"),
+    ("sd1-keys.safetensors", "is an SD1.5 LoRA but the model is SD3.5"),
     ("other-model/adapter_model.safetensors", "made for another model"),
     ("bad-json/adapter_model.safetensors", "adapter_config.json is not readable JSON"),
     ("wrong-rank/adapter_model.safetensors", "does not belong to these weights"),
