@@ -1,0 +1,236 @@
+"""SD3 ControlNets with SwD Sampler / SamplerSwD, in the real ComfyUI host, on the stand-ins.
+
+The stand-in ControlNet (``harness.standins.sd3_controlnet``) is a diffusers
+``SD3ControlNetModel`` file, which ComfyUI's stock ``ControlNetLoader`` loads as an SD3
+ControlNet (``comfy.cldm.mmdit.ControlNet``, hint VAE-encoded, latent format SD3 with shift 0).
+
+* the hint follows the latent: ``ControlNet.get_control`` rebuilds it whenever the latent's size
+  changes, so SwD's scales each get one resize (``common_upscale``, nearest-exact, centre crop)
+  and one VAE encode of the hint image at ``latent size * 8`` pixels;
+* the result equals a diffusers reference (``harness.reference.sd3``: ``SD3Transformer2DModel``
+  + ``SD3ControlNetModel`` + ``FlowMatchLCMScheduler``, the hint image resized and VAE-encoded
+  per scale as ComfyUI does it) within 1e-4 (fp32);
+* SamplerSwD in SamplerCustomAdvanced gives SwD Sampler's latent with the ControlNet too;
+* a ControlNet of another family (the SD3 ControlNet on a FLUX model) is refused naming the node.
+
+Not the diffusers *pipeline*: ``StableDiffusion3ControlNetPipeline`` encodes the hint once, at
+the output size, and samples the VAE's latent distribution (``latent_dist.sample()``) where
+ComfyUI takes its mean; the reference takes the mean and re-encodes per scale (SwD has no
+diffusers ControlNet pipeline).
+"""
+from __future__ import annotations
+
+import statistics
+import time
+
+import pytest
+import safetensors.torch
+import torch
+from diffusers import AutoencoderKL, SD3ControlNetModel, SD3Transformer2DModel
+
+from harness import paths
+from harness.reference import sd3 as reference
+from harness.standins import sd3 as standins
+from harness.standins import sd3_controlnet
+
+SIX = "SD3.5 Large, 6 steps"
+CONTROLNET = paths.SD3_CONTROLNET
+CHECKPOINT = paths.SD3_CHECKPOINT
+HINT_HW = (200, 280)  # another aspect ratio than the latents': the centre crop is exercised
+
+
+# --------------------------------------------------------------------------- fixtures
+
+@pytest.fixture(scope="module")
+def checkpoint(host):
+    model, _clip, vae = host.node("CheckpointLoaderSimple")().load_checkpoint(CHECKPOINT)[:3]
+    return model, vae
+
+
+@pytest.fixture(scope="module")
+def controlnet(host):
+    return host.node("ControlNetLoader")().load_controlnet(CONTROLNET)[0]
+
+
+@pytest.fixture(scope="module")
+def hint_image():
+    """A ComfyUI IMAGE ``[1, H, W, 3]`` in [0, 1]: smooth shapes plus some noise."""
+    g = torch.Generator().manual_seed(5)
+    y, x = torch.meshgrid(torch.linspace(-1, 1, HINT_HW[0]), torch.linspace(-1, 1, HINT_HW[1]), indexing="ij")
+    rgb = torch.stack([(x * 3).sin(), (y * 5).cos(), x * y], -1) * 0.4 + 0.5
+    return (rgb + 0.1 * torch.rand(*HINT_HW, 3, generator=g)).clamp(0, 1).unsqueeze(0)
+
+
+@pytest.fixture(scope="module")
+def prompts():
+    g = torch.Generator().manual_seed(11)
+    return {k: torch.randn(shape, generator=g) for k, shape in
+            [("pos", (1, 30, 4096)), ("pos_pooled", (1, 2048)), ("neg", (1, 30, 4096)), ("neg_pooled", (1, 2048))]}
+
+
+@pytest.fixture(scope="module")
+def diffusers_models():
+    transformer = SD3Transformer2DModel.from_pretrained(paths.MODELS / standins.TRANSFORMER_DIR).eval()
+    vae = AutoencoderKL.from_pretrained(paths.MODELS / standins.VAE_DIR).eval()
+    cn = SD3ControlNetModel(**sd3_controlnet.CONTROLNET_CONFIG).eval()
+    cn.load_state_dict(safetensors.torch.load_file(paths.MODELS / sd3_controlnet.CONTROLNET_FILE), strict=True)
+    return transformer, vae, cn
+
+
+def conds(prompts):
+    return ([[prompts["pos"], {"pooled_output": prompts["pos_pooled"]}]],
+            [[prompts["neg"], {"pooled_output": prompts["neg_pooled"]}]])
+
+
+def apply_controlnet(host, controlnet, vae, image, pos, neg, strength=1.0, node="ControlNetApplyAdvanced"):
+    if node == "ControlNetApplySD3":
+        return host.node(node).execute(pos, neg, controlnet, image, strength, 0.0, 1.0, vae=vae).args
+    return host.node(node)().apply_controlnet(pos, neg, controlnet, image, strength, 0.0, 1.0, vae=vae)
+
+
+def swd_sampler(host, model, pos, neg, latent, seed, cfg, preset=SIX):
+    schedule = host.node("SwDSchedule").execute(preset, "", "").args[0]
+    return host.node("SwDSampler").execute(model, pos, neg, {"samples": latent}, schedule, seed, cfg,
+                                           "bicubic").args[0]["samples"]
+
+
+class Spy:
+    """Records, per ``ControlNet.get_control`` call, the latent's size and the hint's, and every
+    VAE encode's pixel size and time (wraps the methods of the classes, not the objects, because
+    ControlNet apply nodes copy the ControlNet)."""
+
+    def __init__(self, monkeypatch):
+        import comfy.controlnet
+        import comfy.sd
+
+        self.calls, self.encodes, self.hints = [], [], {}
+        real_get, real_encode = comfy.controlnet.ControlNet.get_control, comfy.sd.VAE.encode
+
+        def get_control(cn, x_noisy, *args, **kw):
+            out = real_get(cn, x_noisy, *args, **kw)
+            self.calls.append((tuple(x_noisy.shape[-2:]), tuple(cn.cond_hint.shape)))
+            self.hints[tuple(x_noisy.shape[-2:])] = cn.cond_hint.detach().clone()
+            return out
+
+        def encode(vae, pixels):
+            t0 = time.perf_counter()
+            out = real_encode(vae, pixels)
+            self.encodes.append((tuple(pixels.shape[1:3]), time.perf_counter() - t0))
+            return out
+
+        monkeypatch.setattr(comfy.controlnet.ControlNet, "get_control", get_control)
+        monkeypatch.setattr(comfy.sd.VAE, "encode", encode)
+
+
+def sizes_of(host, preset, height, width):
+    return host.swd_core.latent_sizes(host.swd_core.PRESETS[preset].scales, height, width)
+
+
+# --------------------------------------------------------------------------- (a) executor: a hint per scale
+
+def controlnet_prompt(*, apply_node="ControlNetApplySD3", width=256, height=192, seed=3, prefix="swd_cn",
+                      model=("CheckpointLoaderSimple", {"ckpt_name": CHECKPOINT}), cfg=1.0):
+    """Checkpoint + CLIP-L stand-in + ControlNetLoader + LoadImage(example.png) + Apply ControlNet
+    (with the checkpoint's VAE) + SwD Sampler + SaveLatent (API format)."""
+    apply_inputs = {"positive": ["pos", 0], "negative": ["neg", 0], "control_net": ["cn", 0], "vae": ["vae", 0],
+                    "image": ["image", 0], "strength": 0.8, "start_percent": 0.0, "end_percent": 1.0}
+    return {
+        "model": {"class_type": model[0], "inputs": model[1]},
+        "vae": {"class_type": "VAELoader", "inputs": {"vae_name": paths.SD3_VAE}},
+        "clip": {"class_type": "CLIPLoader", "inputs": {"clip_name": paths.CLIP_L, "type": "sd3"}},
+        "pos": {"class_type": "CLIPTextEncode", "inputs": {"text": "a house by a lake", "clip": ["clip", 0]}},
+        "neg": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["clip", 0]}},
+        "cn": {"class_type": "ControlNetLoader", "inputs": {"control_net_name": CONTROLNET}},
+        "image": {"class_type": "LoadImage", "inputs": {"image": "example.png"}},
+        "apply": {"class_type": apply_node, "inputs": apply_inputs},
+        "sched": {"class_type": "SwDSchedule", "inputs": {"preset": SIX, "scales": "", "sigmas": ""}},
+        "latent": {"class_type": "EmptySD3LatentImage", "inputs": {"width": width, "height": height,
+                                                                   "batch_size": 1}},
+        "sampler": {"class_type": "SwDSampler", "inputs": {
+            "model": ["model", 0], "positive": ["apply", 0], "negative": ["apply", 1],
+            "latent_image": ["latent", 0], "schedule": ["sched", 0], "seed": seed, "cfg": cfg,
+            "upscale_method": "bicubic"}},
+        "save": {"class_type": "SaveLatent", "inputs": {"samples": ["sampler", 0], "filename_prefix": prefix}},
+    }
+
+
+@pytest.mark.parametrize("apply_node", ["ControlNetApplySD3", "ControlNetApplyAdvanced"])
+def test_hint_is_rebuilt_at_every_scale(host, monkeypatch, apply_node):
+    """ComfyUI's executor, stock nodes: one hint resize + VAE encode per scale, each at the scale's
+    latent size * 8 pixels, and the ControlNet's hint latent at the latent's size at every step."""
+    spy = Spy(monkeypatch)
+    executor, messages = host.run_prompt(controlnet_prompt(apply_node=apply_node), f"cn-{apply_node}")
+    assert executor.success, [m for m in messages if m[0] == "execution_error"]
+    sizes = sizes_of(host, SIX, 192 // 8, 256 // 8)
+    assert len(set(sizes)) == 6 and sizes[-1] == (24, 32)
+    # one get_control per step (cfg 1: the negative is not evaluated), the hint at the latent's size
+    assert [c[0] for c in spy.calls] == sizes
+    assert [c[1] for c in spy.calls] == [(1, 16, h, w) for h, w in sizes]
+    # one VAE encode per scale, of the hint image resized to the scale's pixels (nothing else encodes)
+    assert [e[0] for e in spy.encodes] == [(h * 8, w * 8) for h, w in sizes]
+
+
+# --------------------------------------------------------------------------- (b) against diffusers
+
+def reference_latent(host, models, prompts, image, batch, height, width, seed, cfg, strength, preset=SIX):
+    transformer, vae, cn = models
+    sched = host.swd_core.PRESETS[preset]
+    sizes = sizes_of(host, preset, height, width)
+    pixels = image.movedim(-1, 1)
+    cache = {}
+
+    def hint_for_size(size):
+        if size not in cache:
+            cache[size] = reference.hint_latent(vae, pixels, size)
+        return cache[size]
+
+    latents = reference.swd_latents(
+        transformer, sched.sigmas, sizes, prompts["pos"], prompts["pos_pooled"], batch=batch, seed=seed, cfg=cfg,
+        neg_embeds=prompts["neg"], neg_pooled=prompts["neg_pooled"],
+        scale_factors=[s / sched.scales[0] for s in sched.scales[1:]],
+        controlnet=reference.controlnet_hook(cn, hint_for_size, conditioning_scale=strength))
+    return reference.to_comfy_latent(latents), cache
+
+
+def test_resize_matches_comfy_common_upscale(hint_image):
+    import comfy.utils
+
+    pixels = hint_image.movedim(-1, 1)
+    for h, w in [(48, 64), (64, 48), (72, 96), (256, 256), (100, 140)]:
+        ours = reference.resize_hint(pixels, h, w)
+        assert torch.equal(ours, comfy.utils.common_upscale(pixels, w, h, "nearest-exact", "center"))
+
+
+@pytest.mark.parametrize("cfg,batch,height,width", [(1.0, 1, 32, 48), (3.5, 2, 32, 32)])
+def test_same_latent_as_diffusers_with_controlnet(host, monkeypatch, checkpoint, controlnet, hint_image, prompts,
+                                                  diffusers_models, cfg, batch, height, width):
+    model, vae = checkpoint
+    strength = 0.7
+    spy = Spy(monkeypatch)
+    pos, neg = apply_controlnet(host, controlnet, vae, hint_image, *conds(prompts), strength=strength)
+    ours = swd_sampler(host, model, pos, neg, torch.zeros(batch, 16, height, width), seed=21, cfg=cfg)
+    ref, ref_hints = reference_latent(host, diffusers_models, prompts, hint_image, batch, height, width, 21, cfg,
+                                      strength)
+    # the hint latents first (a mismatch here would explain one below)
+    assert set(spy.hints) == set(ref_hints)
+    for size, hint in spy.hints.items():
+        assert (hint[:1] - ref_hints[size]).abs().max().item() <= 1e-4, size
+    assert ours.shape == ref.shape == (batch, 16, height, width)
+    assert (ours - ref).abs().max().item() <= 1e-4
+    # the ControlNet has an effect (its stand-in is not zero-initialised)
+    plain = swd_sampler(host, model, *conds(prompts), torch.zeros(batch, 16, height, width), seed=21, cfg=cfg)
+    assert (plain - ours).abs().max().item() > 1e-2
+
+
+# --------------------------------------------------------------------------- (c) SamplerSwD
+
+def test_sampler_custom_advanced_equals_swd_sampler(host, checkpoint, controlnet, hint_image, prompts):
+    model, vae = checkpoint
+    pos, neg = apply_controlnet(host, controlnet, vae, hint_image, *conds(prompts), strength=0.9)
+    latent = torch.zeros(1, 16, 24, 32)
+    sched, sigmas = host.node("SwDSchedule").execute(SIX, "", "").args
+    sampler = host.node("SamplerSwD").execute(sched, "bicubic").args[0]
+    guider = host.node("CFGGuider").execute(model, pos, neg, 1.0).args[0]
+    noise = host.node("RandomNoise").execute(77).args[0]
+    out = host.node("SamplerCustomAdvanced").execute(noise, guider, sampler, sigmas, {"samples": latent})
+    assert torch.equal(out.args[0]["samples"], swd_sampler(host, model, pos, neg, latent, seed=77, cfg=1.0))
