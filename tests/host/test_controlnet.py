@@ -234,3 +234,60 @@ def test_sampler_custom_advanced_equals_swd_sampler(host, checkpoint, controlnet
     noise = host.node("RandomNoise").execute(77).args[0]
     out = host.node("SamplerCustomAdvanced").execute(noise, guider, sampler, sigmas, {"samples": latent})
     assert torch.equal(out.args[0]["samples"], swd_sampler(host, model, pos, neg, latent, seed=77, cfg=1.0))
+
+
+# --------------------------------------------------------------------------- (d) another family's ControlNet
+
+FLUX_MODEL = ("UNETLoader", {"unet_name": paths.FLUX_DIFFUSION_MODEL, "weight_dtype": "default"})
+
+
+def flux_prompt(**kw):
+    """The ControlNet prompt on the FLUX stand-in (CLIP-L as its text encoder) with the SD3 ControlNet."""
+    prompt = controlnet_prompt(model=FLUX_MODEL, **kw)
+    prompt["clip"]["inputs"]["type"] = "stable_diffusion"
+    prompt["sched"]["inputs"]["preset"] = "FLUX.1-dev, 4 steps"
+    return prompt
+
+
+def test_sd3_controlnet_on_flux_is_refused_naming_the_node(host):
+    """Without the check, ComfyUI 0.3.75 stops inside the ControlNet's pooled-text embedder with
+    torch's "mat1 and mat2 shapes cannot be multiplied (1x768 and 2048x128)"."""
+    executor, messages = host.run_prompt(flux_prompt(), "cn-flux")
+    assert not executor.success
+    (error,) = [m[1] for m in messages if m[0] == "execution_error"]
+    assert error["node_id"] == "sampler" and error["node_type"] == "SwDSampler"
+    message = error["exception_message"]
+    assert message.startswith("SwD Sampler: the positive conditioning has an SD3 ControlNet"), message
+    assert "the model is FLUX" in message and "shapes" not in message
+    # the host goes on: the next prompt runs
+    executor, messages = host.run_prompt(controlnet_prompt(prefix="swd_cn_after"), "cn-after")
+    assert executor.success, [m for m in messages if m[0] == "execution_error"]
+
+
+def test_sampler_custom_advanced_refuses_it_too(host, controlnet, checkpoint, hint_image):
+    _model, vae = checkpoint
+    flux = host.node("UNETLoader")().load_unet(paths.FLUX_DIFFUSION_MODEL, "default")[0]
+    cond = [[torch.zeros(1, 5, 768), {"pooled_output": torch.zeros(1, 768)}]]
+    pos, _ = apply_controlnet(host, controlnet, vae, hint_image, cond, cond)
+    sched, sigmas = host.node("SwDSchedule").execute("FLUX.1-dev, 4 steps", "", "").args
+    sampler = host.node("SamplerSwD").execute(sched, "bicubic").args[0]
+    guider = host.node("BasicGuider").execute(flux, pos).args[0]
+    noise = host.node("RandomNoise").execute(1).args[0]
+    with pytest.raises(host.swd_core.SwDError, match=r"^SwD Sampler \(SAMPLER\): the positive conditioning has an "
+                                                     r"SD3 ControlNet, but the model is FLUX"):
+        host.node("SamplerCustomAdvanced").execute(noise, guider, sampler, sigmas,
+                                                   {"samples": torch.zeros(1, 16, 16, 16)})
+
+
+def test_without_the_check_comfyui_fails_with_a_bare_shape_error(host, monkeypatch, controlnet, checkpoint,
+                                                                  hint_image):
+    """Why the check exists: the same graph with it switched off."""
+    monkeypatch.setattr(host.pack.nodes.sampler, "check_controlnets", lambda *args: None)
+    _model, vae = checkpoint
+    flux = host.node("UNETLoader")().load_unet(paths.FLUX_DIFFUSION_MODEL, "default")[0]
+    cond = [[torch.zeros(1, 5, 768), {"pooled_output": torch.zeros(1, 768)}]]
+    pos, neg = apply_controlnet(host, controlnet, vae, hint_image, cond, cond)
+    schedule = host.node("SwDSchedule").execute("FLUX.1-dev, 4 steps", "", "").args[0]
+    with pytest.raises(RuntimeError, match=r"mat1 and mat2 shapes cannot be multiplied \(1x768 and 2048x128\)"):
+        host.node("SwDSampler").execute(flux, pos, neg, {"samples": torch.zeros(1, 16, 16, 16)}, schedule, 1, 1.0,
+                                        "bicubic")
