@@ -8,7 +8,7 @@ with the checkpoint's VAE: SD3 ControlNets take a VAE-encoded hint) <- Load Cont
 from __future__ import annotations
 
 import make_workflows as mw
-from workflow_graph import CONTROL, NODE_TYPES, Graph, _renumber_links  # noqa: F401  (CONTROL: see NODE_TYPES)
+from workflow_graph import NODE_TYPES, _renumber_links
 
 NODE_TYPES.update({
     "ControlNetLoader": dict(inputs=[], widgets=["control_net_name"], outputs=[("CONTROL_NET", "CONTROL_NET")]),

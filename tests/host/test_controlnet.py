@@ -20,7 +20,6 @@ diffusers ControlNet pipeline).
 """
 from __future__ import annotations
 
-import statistics
 import time
 
 import pytest
