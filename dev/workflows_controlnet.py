@@ -40,7 +40,7 @@ def note(extra_steps: str = "") -> str:
         "`_blur` from the same repository and give them a depth map / blurred image instead of Canny.\n\n"
         "**Across scales**: the ControlNet's hint follows the latent's size. ComfyUI resizes the hint "
         "image and VAE-encodes it again whenever the size changes, so each of SwD's 6 scales costs one "
-        "extra VAE encode (about 2.5 times one full-size encode in all).\n"
+        "extra VAE encode (about 2.4 times one full-size encode in all).\n"
         "The ControlNet was trained with the base model at cfg above 1; with the SwD LoRA at cfg 1 it is "
         "untested on the real weights here: lower the strength if the image degrades.\n" + extra_steps)
 

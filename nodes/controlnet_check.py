@@ -57,6 +57,5 @@ def check_controlnets(conds: dict | None, family: swd_core.ModelFamily, node: st
                 if kind not in allowed:
                     raise swd_core.SwDError(
                         f"{node}: the {name} conditioning has {KINDS.get(kind, 'a ControlNet of class ' + kind)}, "
-                        f"but the model is {family.name}: load a {family.name} ControlNet (Apply ControlNet "
-                        f"with the model's VAE)"
+                        f"but the model is {family.name}: use a ControlNet made for {family.name}"
                     )

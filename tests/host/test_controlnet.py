@@ -290,3 +290,28 @@ def test_without_the_check_comfyui_fails_with_a_bare_shape_error(host, monkeypat
     with pytest.raises(RuntimeError, match=r"mat1 and mat2 shapes cannot be multiplied \(1x768 and 2048x128\)"):
         host.node("SwDSampler").execute(flux, pos, neg, {"samples": torch.zeros(1, 16, 16, 16)}, schedule, 1, 1.0,
                                         "bicubic")
+
+
+@pytest.mark.parametrize("module,cls,attr,kind", [
+    ("comfy.cldm.cldm", "ControlNet", "control_model", "an SD1.5/SDXL ControlNet"),
+    ("comfy.t2i_adapter.adapter", "Adapter", "t2i_model", "an SD1.5/SDXL T2I-Adapter"),
+])
+def test_sd_controlnets_are_refused_on_sd3_and_flux(host, module, cls, attr, kind):
+    """The check reads the class of each control's model (the whole previous_controlnet chain);
+    uninitialised instances of ComfyUI's own classes stand for loaded ones here."""
+    import importlib
+    from types import SimpleNamespace
+
+    check = host.pack.nodes.controlnet_check.check_controlnets
+    families = {f.name: f for f in host.swd_core.families.FAMILIES}
+    foreign = SimpleNamespace(**{attr: object.__new__(getattr(importlib.import_module(module), cls))},
+                              previous_controlnet=None)
+    import comfy.cldm.mmdit
+
+    sd3 = SimpleNamespace(control_model=object.__new__(comfy.cldm.mmdit.ControlNet), previous_controlnet=foreign)
+    for family, control in (("SD3.5", sd3), ("FLUX", foreign)):
+        with pytest.raises(host.swd_core.SwDError, match=f"^SwD Sampler: the negative conditioning has {kind}, "
+                                                         f"but the model is {family}: use a ControlNet made for"):
+            check({"positive": [{}], "negative": [{"control": control}]}, families[family], "SwD Sampler")
+    check({"positive": [{"control": SimpleNamespace(control_model=sd3.control_model)}]}, families["SD3.5"], "x")
+    check({"positive": [{"control": SimpleNamespace(unknown=1)}]}, families["SD3.5"], "x")  # a pack's own: let go
