@@ -20,7 +20,6 @@ diffusers ControlNet pipeline).
 """
 from __future__ import annotations
 
-import time
 
 import pytest
 import safetensors.torch
@@ -94,30 +93,28 @@ def swd_sampler(host, model, pos, neg, latent, seed, cfg, preset=SIX):
 
 
 class Spy:
-    """Records, per ``ControlNet.get_control`` call, the latent's size and the hint's, and every
-    VAE encode's pixel size and time (wraps the methods of the classes, not the objects, because
-    ControlNet apply nodes copy the ControlNet)."""
+    """Records every call of the SD3 ControlNet model (its latent's size and the hint latent it gets)
+    and every VAE encode's pixel size. Class methods are wrapped (ControlNet apply nodes copy the
+    ControlNet); not ``ControlNet.get_control``'s attributes, which newer ComfyUI renamed (it keeps
+    the last two hints by size in ``cond_hints``)."""
 
     def __init__(self, monkeypatch):
-        import comfy.controlnet
+        import comfy.cldm.mmdit
         import comfy.sd
 
         self.calls, self.encodes, self.hints = [], [], {}
-        real_get, real_encode = comfy.controlnet.ControlNet.get_control, comfy.sd.VAE.encode
+        real_forward, real_encode = comfy.cldm.mmdit.ControlNet.forward, comfy.sd.VAE.encode
 
-        def get_control(cn, x_noisy, *args, **kw):
-            out = real_get(cn, x_noisy, *args, **kw)
-            self.calls.append((tuple(x_noisy.shape[-2:]), tuple(cn.cond_hint.shape)))
-            self.hints[tuple(x_noisy.shape[-2:])] = cn.cond_hint.detach().clone()
-            return out
+        def forward(model, x, *args, hint=None, **kw):
+            self.calls.append((tuple(x.shape[-2:]), tuple(hint.shape)))
+            self.hints[tuple(x.shape[-2:])] = hint.detach().clone()
+            return real_forward(model, x, *args, hint=hint, **kw)
 
         def encode(vae, pixels):
-            t0 = time.perf_counter()
-            out = real_encode(vae, pixels)
-            self.encodes.append((tuple(pixels.shape[1:3]), time.perf_counter() - t0))
-            return out
+            self.encodes.append(tuple(pixels.shape[1:3]))
+            return real_encode(vae, pixels)
 
-        monkeypatch.setattr(comfy.controlnet.ControlNet, "get_control", get_control)
+        monkeypatch.setattr(comfy.cldm.mmdit.ControlNet, "forward", forward)
         monkeypatch.setattr(comfy.sd.VAE, "encode", encode)
 
 
@@ -162,11 +159,11 @@ def test_hint_is_rebuilt_at_every_scale(host, monkeypatch, apply_node):
     assert executor.success, [m for m in messages if m[0] == "execution_error"]
     sizes = sizes_of(host, SIX, 192 // 8, 256 // 8)
     assert len(set(sizes)) == 6 and sizes[-1] == (24, 32)
-    # one get_control per step (cfg 1: the negative is not evaluated), the hint at the latent's size
+    # one ControlNet call per step (cfg 1: the negative is not evaluated), the hint at the latent's size
     assert [c[0] for c in spy.calls] == sizes
     assert [c[1] for c in spy.calls] == [(1, 16, h, w) for h, w in sizes]
     # one VAE encode per scale, of the hint image resized to the scale's pixels (nothing else encodes)
-    assert [e[0] for e in spy.encodes] == [(h * 8, w * 8) for h, w in sizes]
+    assert spy.encodes == [(h * 8, w * 8) for h, w in sizes]
 
 
 # --------------------------------------------------------------------------- (b) against diffusers
