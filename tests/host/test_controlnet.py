@@ -20,7 +20,6 @@ diffusers ControlNet pipeline).
 """
 from __future__ import annotations
 
-
 import pytest
 import safetensors.torch
 import torch
