@@ -121,6 +121,28 @@ def sizes_of(host, preset, height, width):
     return host.swd_core.latent_sizes(host.swd_core.PRESETS[preset].scales, height, width)
 
 
+# --------------------------------------------------------------------------- the stand-in
+
+def test_standin_loads_as_an_sd3_controlnet(host, caplog):
+    """ComfyUI's own loader takes the file for an SD3 diffusers ControlNet, every key used."""
+    import comfy.cldm.mmdit
+    import comfy.controlnet
+    import comfy.latent_formats
+
+    with caplog.at_level("DEBUG"):
+        cn = comfy.controlnet.load_controlnet(str(paths.MODELS / sd3_controlnet.CONTROLNET_FILE))
+    assert type(cn) is comfy.controlnet.ControlNet and type(cn.control_model) is comfy.cldm.mmdit.ControlNet
+    assert isinstance(cn.latent_format, comfy.latent_formats.SD3) and cn.latent_format.shift_factor == 0
+    assert (cn.compression_ratio, cn.upscale_algorithm) == (1, "nearest-exact")
+    assert len(cn.control_model.joint_blocks) == 1 and cn.control_model.depth == 2  # the stand-in MMDiT's depth
+    assert not [r for r in caplog.records if "controlnet keys" in r.getMessage()]
+    # deterministic: the builder gives the file's tensors again
+    again = sd3_controlnet.state_dict(sd3_controlnet.build_controlnet(0))
+    on_disk = safetensors.torch.load_file(paths.MODELS / sd3_controlnet.CONTROLNET_FILE)
+    assert again.keys() == on_disk.keys() and all(torch.equal(again[k], on_disk[k]) for k in again)
+    assert on_disk["controlnet_blocks.0.weight"].abs().sum() > 0  # not diffusers' zero init
+
+
 # --------------------------------------------------------------------------- (a) executor: a hint per scale
 
 def controlnet_prompt(*, apply_node="ControlNetApplySD3", width=256, height=192, seed=3, prefix="swd_cn",
