@@ -23,6 +23,7 @@ import latent_preview
 from .. import swd_core
 from ..swd_core import families
 from ._api import SwDScheduleType, io, schema, ui
+from .controlnet_check import check_controlnets
 
 NODE_SAMPLER = "SwD Sampler"
 NODE_SAMPLER_SAMPLER = "SwD Sampler (SAMPLER)"
@@ -169,6 +170,7 @@ def sample_swd(model, x, sigmas, extra_args=None, callback=None, disable=None, *
     if mismatch:
         log.warning("%s: %s", node, mismatch)
     _check_conds(guider)
+    check_controlnets(guider.conds, family, node)
     check_model_patches(extra_args.get("model_options", {}), node)
     check_latent_shape(x, node)
     channels = base_model.latent_format.latent_channels

@@ -114,6 +114,7 @@ def ensure_links() -> Path:
         "    text_encoders: models/text_encoders\n"
         "    vae: models/vae\n"
         "    loras: models/loras\n"
+        "    controlnet: models/controlnet\n"
     )
     return yaml_path
 

@@ -38,6 +38,7 @@ SD3_CHECKPOINT = "swd-standin-sd35.safetensors"  # in checkpoints/
 CLIP_L = "swd-standin-clip_l.safetensors"  # in text_encoders/
 SD3_LORA_DIR = "swd-standin-lora"  # in loras/
 SD3_LORA = f"{SD3_LORA_DIR}/adapter_model.safetensors"  # the name SwDLoraLoader lists
+SD3_CONTROLNET = "swd-standin-sd35-controlnet.safetensors"  # in controlnet/
 FLUX_DIFFUSION_MODEL = "swd-standin-flux1-dev.safetensors"  # in diffusion_models/
 FLUX_VAE = "swd-standin-flux-ae.safetensors"  # in vae/
 FLUX_LORA_DIR = "swd-standin-flux-lora"  # in loras/

@@ -22,7 +22,12 @@ means FLUX, an SDXL one (``sd_xl``/``sdxl``) SDXL, anything else SD3.5):
   type ``stable_diffusion`` for FLUX (whose stand-in transformer takes CLIP-L's 768-wide
   context: see ``harness.standins.flux``). Only a CLIP-L stand-in exists: a full-size T5-XXL
   (4.7 B parameters) with random weights cannot be built or run on a CPU test machine;
-* ``VAELoader.vae_name`` -> the family's stand-in VAE.
+* ``VAELoader.vae_name`` -> the family's stand-in VAE;
+* ``ControlNetLoader.control_net_name`` (SD3.5 only) -> the SD3 ControlNet stand-in, together
+  with the model and the LoRA (like the LoRA, it fits only its own model: a missing ControlNet
+  swaps the model too, and a missing model swaps the ControlNet). The stand-in is in the
+  diffusers SD3 ControlNet layout, which ComfyUI loads through another loader than Stability's
+  SD3.5 files (see ``harness.standins.sd3_controlnet``).
 
 Stand-in files are made by ``harness.standins`` (random weights: noise-like images).
 """
@@ -36,12 +41,12 @@ from . import paths
 FAMILIES = {
     "sd3": dict(model={"CheckpointLoaderSimple": ("ckpt_name", paths.SD3_CHECKPOINT),
                        "UNETLoader": ("unet_name", paths.SD3_DIFFUSION_MODEL)},
-                lora=paths.SD3_LORA, vae=paths.SD3_VAE, clip_type="sd3"),
+                lora=paths.SD3_LORA, vae=paths.SD3_VAE, clip_type="sd3", controlnet=paths.SD3_CONTROLNET),
     "flux": dict(model={"UNETLoader": ("unet_name", paths.FLUX_DIFFUSION_MODEL)},
-                 lora=paths.FLUX_LORA, vae=paths.FLUX_VAE, clip_type="stable_diffusion"),
+                 lora=paths.FLUX_LORA, vae=paths.FLUX_VAE, clip_type="stable_diffusion", controlnet=None),
     # the SDXL stand-in checkpoint carries its VAE and full-size CLIP-L + CLIP-G
     "sdxl": dict(model={"CheckpointLoaderSimple": ("ckpt_name", paths.SDXL_CHECKPOINT)},
-                 lora=paths.SDXL_LORA, vae=None, clip_type=None),
+                 lora=paths.SDXL_LORA, vae=None, clip_type=None, controlnet=None),
 }
 TEXT_ENCODER_LOADERS = {"TripleCLIPLoader": ("clip_name1", "clip_name2", "clip_name3"),
                         "DualCLIPLoader": ("clip_name1", "clip_name2")}
@@ -54,9 +59,10 @@ WIDGETS = {
     "DualCLIPLoader": ["clip_name1", "clip_name2", "type", "device"],
     "CLIPLoader": ["clip_name", "type", "device"],
     "VAELoader": ["vae_name"],
+    "ControlNetLoader": ["control_net_name"],
 }
 FOLDERS = {"CheckpointLoaderSimple": "checkpoints", "UNETLoader": "diffusion_models", "SwDLoraLoader": "loras",
-           "VAELoader": "vae"}
+           "VAELoader": "vae", "ControlNetLoader": "controlnet"}
 
 
 def _options(object_info: dict, node: str, name: str) -> set[str]:
@@ -74,6 +80,7 @@ def available_models(object_info: dict) -> dict[str, set[str]]:
         "text_encoders": _options(object_info, "TripleCLIPLoader", "clip_name1"),
         "vae": _options(object_info, "VAELoader", "vae_name"),
         "loras": _options(object_info, "SwDLoraLoader", "lora_name"),
+        "controlnet": _options(object_info, "ControlNetLoader", "control_net_name"),
     }
 
 
@@ -94,11 +101,13 @@ def _plan(nodes: dict[str, tuple[str, dict]], object_info: dict) -> dict[str, di
     family = FAMILIES[_family(nodes)]
 
     def missing(class_type, values):
-        field = {"SwDLoraLoader": "lora_name", "VAELoader": "vae_name"}.get(class_type)
+        field = {"SwDLoraLoader": "lora_name", "VAELoader": "vae_name",
+                 "ControlNetLoader": "control_net_name"}.get(class_type)
         field = field or family["model"].get(class_type, (None,))[0]
         return field is not None and values[field] not in have[FOLDERS[class_type]]
 
-    missing_model = any(missing(t, v) for t, v in nodes.values() if t in (*family["model"], "SwDLoraLoader"))
+    fitted = (*family["model"], "SwDLoraLoader") + (("ControlNetLoader",) if family["controlnet"] else ())
+    missing_model = any(missing(t, v) for t, v in nodes.values() if t in fitted)
     plan = {}
     for node_id, (class_type, values) in nodes.items():
         if class_type in family["model"] and missing_model:
@@ -106,6 +115,8 @@ def _plan(nodes: dict[str, tuple[str, dict]], object_info: dict) -> dict[str, di
             plan[node_id] = {"class_type": class_type, "inputs": {field: standin}}
         elif class_type == "SwDLoraLoader" and missing_model:
             plan[node_id] = {"class_type": class_type, "inputs": {"lora_name": family["lora"]}}
+        elif class_type == "ControlNetLoader" and family["controlnet"] and missing_model:
+            plan[node_id] = {"class_type": class_type, "inputs": {"control_net_name": family["controlnet"]}}
         elif class_type == "VAELoader" and family["vae"] and missing(class_type, values):
             plan[node_id] = {"class_type": class_type, "inputs": {"vae_name": family["vae"]}}
         elif class_type in TEXT_ENCODER_LOADERS and family["clip_type"] and any(

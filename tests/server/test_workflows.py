@@ -36,9 +36,11 @@ TEST_SIZE = 256
 FILE_WIDGETS = {("CheckpointLoaderSimple", "ckpt_name"), ("TripleCLIPLoader", "clip_name1"),
                 ("TripleCLIPLoader", "clip_name2"), ("TripleCLIPLoader", "clip_name3"),
                 ("SwDLoraLoader", "lora_name"), ("LoadImage", "image"), ("UNETLoader", "unet_name"),
-                ("DualCLIPLoader", "clip_name1"), ("DualCLIPLoader", "clip_name2"), ("VAELoader", "vae_name")}
+                ("DualCLIPLoader", "clip_name1"), ("DualCLIPLoader", "clip_name2"), ("VAELoader", "vae_name"),
+                ("ControlNetLoader", "control_net_name")}
 MODEL_DIRS = {"CheckpointLoaderSimple": "checkpoints", "TripleCLIPLoader": "text_encoders", "SwDLoraLoader": "loras",
-              "UNETLoader": "diffusion_models", "DualCLIPLoader": "text_encoders", "VAELoader": "vae"}
+              "UNETLoader": "diffusion_models", "DualCLIPLoader": "text_encoders", "VAELoader": "vae",
+              "ControlNetLoader": "controlnet"}
 # workflows that render no image: run by their own tests (test_workflows_use_with.py)
 NO_IMAGE = {"swd-sd3.5-large-merge-lora"}
 OUR_NODES = {"SwDLoraLoader", "SwDSchedule", "SwDSampler", "SamplerSwD"}
@@ -46,7 +48,7 @@ OUR_NODES = {"SwDLoraLoader", "SwDSchedule", "SwDSampler", "SamplerSwD"}
 
 def test_the_shipped_set_is_complete():
     assert NAMES == sorted(make_workflows.build_all())
-    assert len(NAMES) == 12
+    assert len(NAMES) == 13
     presets = {n["widgets_values"][0] for name in NAMES for n in ui(name)["nodes"] if n["type"] == "SwDSchedule"}
     assert presets == {"SD3.5 Large, 6 steps", "SD3.5 Large, 4 steps", "SD3.5 Medium, 6 steps", "SD3.5 Medium, 4 steps",
                        "FLUX.1-dev, 4 steps", "SDXL, 4 steps"}
@@ -97,15 +99,17 @@ def test_ui_workflow_fits_the_node_definitions(server, name):
         where = f"{name}: node {node['id']} ({node['type']})"
         assert node["type"] in info, f"{where}: not registered in the server"
         node_def = info[node["type"]]
-        # sockets: every non-widget input of the definition, in order, with its type
+        # sockets: every non-widget input of the definition, in order, with its type (the optional
+        # ones too where the workflow connects them: ControlNetApplyAdvanced's vae)
         layout = workflow_api.widget_layout(node_def)
         widget_names = {s["name"] for s in layout}
+        linked = {i["name"] for i in node["inputs"] if i["link"] is not None}
         sockets = [(n, s[0]) for sec in ("required", "optional") for n, s in node_def["input"].get(sec, {}).items()
-                   if n not in widget_names and sec == "required"]
+                   if n not in widget_names and (sec == "required" or n in linked)]
         assert [(i["name"], i["type"]) for i in node["inputs"]] == sockets, where
         outputs = list(zip(node_def["output_name"], node_def["output"]))
         assert [(o["name"], o["type"]) for o in node["outputs"]] == outputs, where
-        assert all(i["link"] is not None for i in node["inputs"]), f"{where}: unconnected required input"
+        assert all(i["link"] is not None for i in node["inputs"]), f"{where}: unconnected input"
         # widgets, in the definition's order
         values = node["widgets_values"]
         assert len(values) == len(layout), f"{where}: {values} vs {[s['name'] for s in layout]}"
@@ -253,7 +257,7 @@ def test_workflow_runs_in_the_server(server, core, name):
                      "swd-sd3.5-medium-4-steps": 4, "swd-sd3.5-large-6-steps-img2img": 3,
                      "swd-sd3.5-large-6-steps-sampler-custom-advanced": 6,
                      "swd-sd3.5-large-6-steps-split-files": 6, "swd-sd3.5-large-vs-base": 6, "swd-flux1-dev-4-steps": 4,
-                     "swd-flux1-dev-4-steps-fp8": 4, "swd-sdxl-4-steps": 4}[name]
+                     "swd-flux1-dev-4-steps-fp8": 4, "swd-sdxl-4-steps": 4, "swd-sd3.5-large-controlnet": 6}[name]
     progress = [m["data"] for m in record["messages"] if m["type"] == "progress" and m["data"]["node"] == sampler_id]
     assert [p["value"] for p in progress] == list(range(1, steps + 1)), progress
     assert {p["max"] for p in progress} == {steps}

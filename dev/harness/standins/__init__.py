@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 
-from . import flux, sd3, sdxl
+from . import flux, sd3, sd3_controlnet, sdxl
 
-FAMILIES = (sd3, flux, sdxl)
+FAMILIES = (sd3, flux, sdxl, sd3_controlnet)
 #: Bump when anything about the generated files changes (configs, seeding, layout).
 STANDINS_VERSION = 1
 MANIFEST_NAME = "standins.json"

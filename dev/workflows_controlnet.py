@@ -1,0 +1,72 @@
+"""The ControlNet workflow (issue #16, "ControlNet across scales"): SD3.5 Large + SwD + an SD3.5 ControlNet.
+
+``build_controlnet(name)`` is registered by ``make_workflows.build_all``. It is the Large 6-step
+text-to-image graph with Stability's canny ControlNet between the prompts and SwD Sampler:
+Load Image (``example.png``, which ComfyUI ships) -> Canny -> Apply ControlNet (``ControlNetApplyAdvanced``
+with the checkpoint's VAE: SD3 ControlNets take a VAE-encoded hint) <- Load ControlNet Model.
+"""
+from __future__ import annotations
+
+import make_workflows as mw
+from workflow_graph import NODE_TYPES, _renumber_links
+
+NODE_TYPES.update({
+    "ControlNetLoader": dict(inputs=[], widgets=["control_net_name"], outputs=[("CONTROL_NET", "CONTROL_NET")]),
+    "Canny": dict(inputs=[("image", "IMAGE")], widgets=["low_threshold", "high_threshold"],
+                  outputs=[("IMAGE", "IMAGE")]),
+    # the optional VAE is a socket after the required ones (the frontend lists optional inputs too)
+    "ControlNetApplyAdvanced": dict(
+        inputs=[("positive", "CONDITIONING"), ("negative", "CONDITIONING"), ("control_net", "CONTROL_NET"),
+                ("image", "IMAGE"), ("vae", "VAE")],
+        widgets=["strength", "start_percent", "end_percent"],
+        outputs=[("positive", "CONDITIONING"), ("negative", "CONDITIONING")]),
+})
+
+CONTROLNET_REPO = f"{mw.HF}/stabilityai/stable-diffusion-3.5-controlnets"
+CONTROLNET = ("sd3.5_large_controlnet_canny.safetensors",
+              f"{CONTROLNET_REPO}/resolve/main/sd3.5_large_controlnet_canny.safetensors")
+CANNY = (0.4, 0.8)  # the Canny node's defaults
+STRENGTH = 1.0  # Apply ControlNet's default
+
+
+def note(extra_steps: str = "") -> str:
+    return (
+        "\n### ControlNet (canny)\n"
+        f"| file | folder | from |\n|---|---|---|\n"
+        f"| `{CONTROLNET[0]}` | `ComfyUI/models/controlnet/` | "
+        f"[stabilityai/stable-diffusion-3.5-controlnets]({CONTROLNET_REPO}) ([file]({CONTROLNET[1]})) |\n\n"
+        "Load Image -> **Canny** -> **Apply ControlNet** (with the checkpoint's VAE: SD3.5 ControlNets "
+        "take a VAE-encoded hint). Depth and blur: load `sd3.5_large_controlnet_depth.safetensors` / "
+        "`_blur` from the same repository and give them a depth map / blurred image instead of Canny.\n\n"
+        "**Across scales**: the ControlNet's hint follows the latent's size. ComfyUI resizes the hint "
+        "image and VAE-encodes it again whenever the size changes, so each of SwD's 6 scales costs one "
+        "extra VAE encode (about 2.4 times one full-size encode in all).\n"
+        "The ControlNet was trained with the base model at cfg above 1; with the SwD LoRA at cfg 1 it is "
+        "untested on the real weights here: lower the strength if the image degrades.\n" + extra_steps)
+
+
+def build_controlnet(name: str) -> mw.Graph:
+    g = mw.build_txt2img(name, "large", 6)
+    by_type = mw._by_type(g)
+    sampler, ckpt = by_type["SwDSampler"], by_type["CheckpointLoaderSimple"]
+    pos, neg = [n for n in g.nodes if n["type"] == "CLIPTextEncode"]
+    # the prompts go through Apply ControlNet instead of straight into the sampler
+    g.links = [link for link in g.links if not (link[3] == sampler["id"] and link[1] in (pos["id"], neg["id"]))]
+    _renumber_links(g)
+    loader = g.node("ControlNetLoader", "Load ControlNet Model (SD3.5 canny)", (430, 600), (380, 58),
+                    [CONTROLNET[0]], models=[(CONTROLNET[0], CONTROLNET[1], "controlnet")])
+    image = g.node("LoadImage", "Load Image (control image)", (430, 700), (320, 360),
+                   [mw.IMG2IMG_IMAGE, "image"])
+    canny = g.node("Canny", "Canny", (430, 1110), (320, 82), list(CANNY))
+    apply = g.node("ControlNetApplyAdvanced", "Apply ControlNet", (900, 330), (320, 186), [STRENGTH, 0.0, 1.0])
+    g.link(pos, "CONDITIONING", apply, "positive")
+    g.link(neg, "CONDITIONING", apply, "negative")
+    g.link(loader, "CONTROL_NET", apply, "control_net")
+    g.link(image, "IMAGE", canny, "image")
+    g.link(canny, "IMAGE", apply, "image")
+    g.link(ckpt, "VAE", apply, "vae")
+    g.link(apply, "positive", sampler, "positive")
+    g.link(apply, "negative", sampler, "negative")
+    mw._note(g, "ControlNet", note())
+    by_type["SaveImage"]["widgets_values"][0] = "swd/large-6-steps-controlnet"
+    return g
