@@ -10,7 +10,7 @@ them afterwards:
 
 * a conditioning mask: ComfyUI's own resize of it (``common_upscale``, bilinear), from the
   final-size mask;
-* a conditioning area: `swd_core.regions.scale_area` (its edges scaled and rounded half up);
+* a conditioning area: `swd_core.scale_area` (its edges scaled and rounded half up);
 * the denoise mask: the same bilinear resize; the inpainting ``latent_image``: resized with
   ``area``, as `sample_swd` resizes the start image; the inpainting ``noise``: the noise the
   sampler drew for this step (the draw that noised ``x``), so outside the mask ``x`` is the
@@ -28,7 +28,6 @@ import comfy.conds
 import comfy.utils
 
 from .. import swd_core
-from ..swd_core.regions import scale_area
 
 
 def resize_cond_mask(mask: torch.Tensor, size) -> torch.Tensor:
@@ -105,7 +104,7 @@ class PerScale:
             if c.get("mask") is not None:
                 c["mask"] = resize_cond_mask(c["mask"], size)
             if c.get("area") is not None:
-                c["area"] = scale_area(c["area"], size, self.final)
+                c["area"] = swd_core.scale_area(c["area"], size, self.final)
             return c
         return {name: [scaled(c) for c in entries] for name, entries in self.guider.conds.items()}
 
