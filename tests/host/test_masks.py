@@ -234,7 +234,7 @@ def test_every_step_blends_at_its_size_with_the_step_noise(host, model, prompts,
     swd(host, model, prompts[0], prompts[2], latent)
     sizes = core.latent_sizes(core.PRESETS[SIX].scales, 24, 32)
     assert [s[0] for s in seen] == sizes
-    for (size, mask, latent_shape, noise, *_), step, draw in zip(seen, sizes, draws):
+    for (_, mask, latent_shape, noise, *_), step, draw in zip(seen, sizes, draws):
         assert mask == (1, 16, *step) and latent_shape == (1, 16, *step)
         assert noise is draw  # the noise the sampler drew for this step
     # the first step's x is the image noised with that draw, everywhere
@@ -291,7 +291,8 @@ def test_a_full_size_image_input_to_the_model_is_refused(host, model, prompts):
     import comfy.conds
 
     a, _, neg = prompts
-    concat = [[a[0][0], {**a[0][1], "model_conds": {"c_concat": comfy.conds.CONDNoiseShape(torch.zeros(1, 5, 32, 32))}}]]
+    image = comfy.conds.CONDNoiseShape(torch.zeros(1, 5, 32, 32))
+    concat = [[a[0][0], {**a[0][1], "model_conds": {"c_concat": image}}]]
     with pytest.raises(host.swd_core.SwDError,
                        match=r"^SwD Sampler: the positive conditioning carries 'c_concat', an image the model takes "
                              r"at the final latent size"):
