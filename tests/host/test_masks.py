@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from harness.paths import SD3_DIFFUSION_MODEL, SD3_VAE
+from harness.standins import flux, sdxl
 
 SIX = "SD3.5 Large, 6 steps"
 
@@ -297,3 +298,30 @@ def test_a_full_size_image_input_to_the_model_is_refused(host, model, prompts):
                        match=r"^SwD Sampler: the positive conditioning carries 'c_concat', an image the model takes "
                              r"at the final latent size"):
         swd(host, model, concat, neg, {"samples": torch.zeros(1, 16, 32, 32)})
+
+
+# ------------------------------------------------------------------ the other families
+
+@pytest.mark.parametrize("kind,channels,preset", [("SDXL", 4, "SDXL, 4 steps"), ("FLUX", 16, "FLUX.1-dev, 4 steps")])
+def test_regions_and_inpainting_on_sdxl_and_flux(host, monkeypatch, kind, channels, preset):
+    """A UNet (SDXL) and FLUX run cropped areas of odd sizes at the small scales, and keep the outside."""
+    g = torch.Generator().manual_seed(2)
+    if kind == "SDXL":  # the small diffusers-shaped stand-ins, as ComfyUI models
+        model, context, pooled, extra = sdxl.comfy_model(sdxl.build_unet(seed=0)), 32, sdxl.POOLED_FEATURES, {}
+    else:
+        model, context, pooled, extra = flux.comfy_model(flux.build_transformer(seed=0)), 64, 32, {"guidance": 3.5}
+    pos, other, neg = ([[torch.randn(1, 9, context, generator=g),
+                         {"pooled_output": torch.randn(1, pooled, generator=g), **extra}]] for _ in range(3))
+    pos = combine(host, combine(host, pos, set_area(host, other, 96, 136, 8, 40, 0.8)),
+                  set_mask(host, other, box_mask(256, 256, 16, 100, 250, 200), bounds=True))
+    image = torch.randn(1, channels, 32, 32, generator=torch.Generator().manual_seed(1))
+    latent = noise_mask_latent(host, image, box_mask(32, 32, 4, 4, 20, 28))
+    sched = host.node("SwDSchedule").execute(preset, "", "").args[0]
+    seen = spy_get_area_and_mult(monkeypatch)
+    out = host.node("SwDSampler").execute(model, pos, neg, latent, sched, 3, 2.0, "bicubic").args[0]["samples"]
+    assert torch.isfinite(out).all()
+    keep = (box_mask(32, 32, 4, 4, 20, 28) == 0).unsqueeze(1).expand_as(out)
+    assert (out - image)[keep].abs().max().item() <= 1e-5 and (out - image)[~keep].abs().mean().item() > 1e-3
+    areas = [(size, area) for size, _, area in seen if area is not None]
+    assert {size for size, _ in areas} == set(host.swd_core.latent_sizes(sched.scales, 32, 32, 2))
+    assert any(a[0] % 2 for _, a in areas)  # an odd-sized crop reached the model
