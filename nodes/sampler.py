@@ -22,6 +22,7 @@ import latent_preview
 
 from .. import swd_core
 from ..swd_core import families
+from . import regional
 from ._api import SwDScheduleType, io, schema, ui
 from .controlnet_check import check_controlnets
 
@@ -98,17 +99,6 @@ def fix_empty_latent_channels(model, latent: dict) -> torch.Tensor:
     return fix(model, latent["samples"])
 
 
-def _check_conds(guider) -> None:
-    for name, conds in (guider.conds or {}).items():
-        for c in conds:
-            for key in ("mask", "area"):
-                if c.get(key) is not None:
-                    raise swd_core.SwDError(
-                        f"the {name} conditioning has a {key} (ConditioningSetMask/SetArea); regional "
-                        f"conditioning is fixed to one latent size and the scale-wise sampler changes it"
-                    )
-
-
 def latent_multiple(diffusion_model):
     """What every scale's latent side is rounded to: a DiT's patch (2), a UNet's downsampling factor.
 
@@ -156,20 +146,19 @@ def sample_swd(model, x, sigmas, extra_args=None, callback=None, disable=None, *
     tensor per re-noise (the noise stream of diffusers' FlowMatchLCMScheduler pipelines).
     The NOISE input's full-size tensor is not used (shrinking it would change its statistics,
     and SwD needs fresh noise at every scale); an all-zero one (``DisableNoise``, ``add_noise``
-    off) is refused when ``noise_input`` says it came from the user. ``disable`` turns off
-    the console progress bar, as in k-diffusion's samplers; ``node`` names the node in errors.
+    off) is refused when ``noise_input`` says it came from the user. Masked / area conditioning
+    and inpainting (``denoise_mask``), prepared by ComfyUI for the final size, are resized to
+    each step's size by `regional.PerScale`; inpainting blends with this step's noise draw.
+    ``disable`` turns off the console progress bar, as in k-diffusion's samplers; ``node``
+    names the node in errors.
     """
     extra_args = {} if extra_args is None else extra_args
-    if extra_args.get("denoise_mask") is not None:
-        raise swd_core.SwDError("inpainting masks (noise_mask) are not supported: the mask is fixed to one "
-                                "latent size and the scale-wise sampler changes it")
     guider = model.inner_model
     base_model = guider.inner_model
     family = model_family(base_model, node)
     mismatch = families.family_mismatch_message(schedule.family, family)
     if mismatch:
         log.warning("%s: %s", node, mismatch)
-    _check_conds(guider)
     check_controlnets(guider.conds, family, node)
     check_model_patches(extra_args.get("model_options", {}), node)
     check_latent_shape(x, node)
@@ -204,7 +193,8 @@ def sample_swd(model, x, sigmas, extra_args=None, callback=None, disable=None, *
     sizes = swd_core.latent_sizes(scales, x.shape[-2], x.shape[-1], patch)
 
     seed = extra_args.get("seed") or 0
-    noise = swd_core.generator_noise(torch.Generator().manual_seed(seed), x.device, x.dtype)
+    regions = regional.PerScale(model, extra_args, x.shape, node)  # masks, areas, inpainting per scale
+    noise = regions.recording(swd_core.generator_noise(torch.Generator().manual_seed(seed), x.device, x.dtype))
 
     start = comfy.utils.common_upscale(latent_image, sizes[0][1], sizes[0][0], "area", "disabled")
     # max_denoise as KSAMPLER decides it: DDPM models start from unit-variance noise (x·sqrt(1 + σ²))
@@ -213,7 +203,8 @@ def sample_swd(model, x, sigmas, extra_args=None, callback=None, disable=None, *
 
     def denoiser(x, sigma):
         comfy.model_management.throw_exception_if_processing_interrupted()
-        return model(x, sigma, **extra_args)
+        with regions.at(x.shape[-2:]):
+            return model(x, sigma, **extra_args)
 
     def resize(x0, size):
         return comfy.utils.common_upscale(x0, size[1], size[0], upscale_method, "disabled")
@@ -298,9 +289,6 @@ class SwDSampler(io.ComfyNode):
         family = model_family(model.model, NODE_SAMPLER)
         if not math.isfinite(cfg):
             raise swd_core.SwDError(f"cfg must be a finite number, got {cfg}")
-        if latent_image.get("noise_mask") is not None:
-            raise swd_core.SwDError("the latent has a noise_mask (inpainting), which the scale-wise sampler "
-                                    "does not support")
         check_latent_shape(latent_image["samples"], NODE_SAMPLER)
         latent = latent_image.copy()
         latent["samples"] = fix_empty_latent_channels(model, latent)
@@ -322,6 +310,7 @@ class SwDSampler(io.ComfyNode):
         callback = latent_preview.prepare_callback(model, len(sigmas) - 1)
         sampler = swd_ksampler(schedule, upscale_method, node=NODE_SAMPLER, noise_input=False)
         samples = guider.sample(placeholder, latent["samples"], sampler, sigmas, callback=callback,
+                                denoise_mask=latent.get("noise_mask"),
                                 disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
         latent["samples"] = samples.to(comfy.model_management.intermediate_device())
         lines = []

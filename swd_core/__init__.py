@@ -6,6 +6,7 @@ imports diffusers lazily. ``swd_core.families`` is the table of model families S
 from .diffusers_run import SwDPipelineOutput, run
 from .errors import SwDError
 from .families import EPSILON, FAMILIES, FLOW, ModelFamily, family_named, family_of_comfy_model
+from .regions import scale_area
 from .sampling import (
     DEFAULT_UPSCALE_METHOD,
     UPSCALE_METHODS,
@@ -34,6 +35,6 @@ __all__ = [
     "CUSTOM", "DEFAULT_PRESET", "DEFAULT_UPSCALE_METHOD", "EPSILON", "FAMILIES", "FLOW", "ModelFamily", "PRESETS",
     "Schedule", "ddpm_timesteps", "family_named", "model_sigmas", "same_sigmas",
     "SwDError", "UPSCALE_METHODS", "family_of_comfy_model", "flow_noise_scaling", "generator_noise",
-    "get_schedule", "interpolate", "latent_sizes", "parse_schedule", "run", "sample_scalewise",
+    "get_schedule", "interpolate", "latent_sizes", "parse_schedule", "run", "sample_scalewise", "scale_area",
     "scales_for_sigmas", "schedule_from_values", "SwDPipelineOutput", "truncate_for_denoise",
 ]

@@ -183,9 +183,6 @@ def test_clear_errors(host, model, prompts):
         swd_sampler(host, model, prompts, {"samples": torch.zeros(1, 16, 2, 2)}, seed=0, cfg=1.0)
     with pytest.raises(SwDError, match="4 channels but the SD3.5 model expects 16"):
         swd_sampler(host, model, prompts, {"samples": torch.ones(1, 4, 32, 32)}, seed=0, cfg=1.0)
-    with pytest.raises(SwDError, match="noise_mask"):
-        swd_sampler(host, model, prompts, {"samples": torch.zeros(1, 16, 32, 32),
-                                            "noise_mask": torch.ones(1, 1, 32, 32)}, seed=0, cfg=1.0)
 
     def nan_wrapper(apply_model, args):
         return apply_model(args["input"], args["timestep"], **args["c"]) * float("nan")
@@ -194,8 +191,4 @@ def test_clear_errors(host, model, prompts):
     broken.set_model_unet_function_wrapper(nan_wrapper)
     with pytest.raises(SwDError, match="NaN or inf at step 1/6"):
         swd_sampler(host, broken, prompts, {"samples": torch.zeros(1, 16, 32, 32)}, seed=0, cfg=1.0)
-    pos, neg = conds(prompts)
-    masked = [[pos[0][0], {**pos[0][1], "mask": torch.ones(1, 32, 32)}]]
-    with pytest.raises(SwDError, match="mask"):
-        host.node("SwDSampler").execute(model, masked, neg, {"samples": torch.zeros(1, 16, 32, 32)},
-                                        schedule(host), 0, 1.0, "bicubic")
+    # masks, areas and noise_mask (inpainting) run per scale now: tests/host/test_masks.py
