@@ -10,8 +10,7 @@ import torch
 
 from harness.paths import ROOT
 
-from .cases import REQUIRED_VARIANTS, VARIANTS, cases_for, family_of
-from .cases import baseline_scheduler
+from .cases import REQUIRED_VARIANTS, VARIANTS, baseline_scheduler, cases_for, family_of
 from .cases import baseline_steps as family_baseline_steps
 from .family import Case
 from .flops import predicted_speedup, token_power_ratio
