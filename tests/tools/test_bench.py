@@ -320,6 +320,21 @@ def test_sdxl_flop_model_matches_comfy_module(host):
         assert sdxl.flop_model_of_comfy(model.diffusion_model) == sdxl.flop_model(config)
 
 
+def test_sdxl_bare_forward_gets_comfys_added_conditioning(host):
+    """The bare forwards' ``y`` is what ``model_base.SDXL.encode_adm`` makes of the conditioning when ComfyUI's
+    samplers add the latent's size x 8 (original = target size, no crop), as SwDSampler's forwards get it."""
+    import comfy.supported_models
+
+    from harness.standins import sdxl as standins_sdxl
+
+    unet_config = standins_sdxl.comfy_unet_config(sdxl.TINY_CASE.config)
+    model = comfy.supported_models.SDXL(dict(unet_config)).get_model({}, device="meta")
+    cond = sdxl.conditioning(2, sdxl.TEXT_TOKENS, torch.Generator().manual_seed(0), image_size=(768, 512))
+    expected = model.encode_adm(pooled_output=cond.pooled, width=512, height=768)
+    assert expected.shape == (2, sdxl.ADM_FEATURES)
+    assert torch.equal(cond.bare_kwargs("cpu")["y"], expected)
+
+
 @pytest.mark.parametrize("case", [sdxl.TINY_CASE, sdxl.CPU_CASE], ids=lambda c: c.key)
 @pytest.mark.parametrize("size", [(12, 20), (32, 32)])
 def test_sdxl_flop_model_matches_torch_flop_counter(case, size):
