@@ -6,23 +6,29 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import flux, sd3
+from . import flux, sd3, sdxl
 from .family import Case
 
-FAMILIES: dict[str, ModuleType] = {"sd3": sd3, "flux": flux}
+FAMILIES: dict[str, ModuleType] = {"sd3": sd3, "flux": flux, "sdxl": sdxl}
 
 #: ``swd``: the pack's SwDSampler; ``bare``: ComfyUI's bare forwards at SwD's sizes, summed;
 #: ``same``: stock SamplerCustom + euler with SwD's sigmas at full size; ``base28``: the same with
-#: BasicScheduler("simple", the family's baseline steps, 28 for SD3);
+#: BasicScheduler(the family's baseline scheduler and steps: "simple", 28 for SD3);
 #: ``diffusers``: the family's diffusers reference loop.
 VARIANTS = ("swd", "bare", "same", "base28", "diffusers")
 REQUIRED_VARIANTS = ("swd", "bare", "diffusers")  # the full-size baselines may be left out (--variants)
-BASELINE_STEPS = 28  # a family module may set its own (FLUX: 30)
+BASELINE_STEPS = 28  # a family module may set its own (FLUX, SDXL: 30)
+BASELINE_SCHEDULER = "simple"  # likewise (SDXL: "normal")
 
 
 def baseline_steps(family: ModuleType) -> int:
     """Steps of the full-size stock baseline (the ``base28`` variant) for ``family``."""
     return getattr(family, "BASELINE_STEPS", BASELINE_STEPS)
+
+
+def baseline_scheduler(family: ModuleType) -> str:
+    """``BasicScheduler``'s scheduler for the full-size stock baseline of ``family``."""
+    return getattr(family, "BASELINE_SCHEDULER", BASELINE_SCHEDULER)
 
 
 def cases_for(mode: str, tiny: bool, families=None) -> tuple[Case, ...]:

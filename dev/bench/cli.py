@@ -4,6 +4,7 @@
     python3 scripts/dev.py bench --mode gpu            # GPU: SD3.5 Large + Medium architectures, bf16, 1024x1024
     python3 scripts/dev.py bench --mode gpu --tiny     # the GPU code path with tiny models (runs on CPU too)
     python3 scripts/dev.py bench --family flux         # one family only (default: all; each has its own section)
+    python3 scripts/dev.py bench --mode gpu --family sdxl   # GPU: SDXL base 1.0 architecture, bf16, 1024x1024
     PYTHONPATH=dev .venv/bin/python -m bench --help    # what the launcher runs
 
 What is measured and how: BENCHMARKS.md. Each mode and family rewrites only its own section there

@@ -1,18 +1,24 @@
 """A benchmark case, and what a model family's module gives the bench.
 
-A family module (``sd3.py``; FLUX and SDXL add one each, registered in ``cases.FAMILIES``)
+A family module (``sd3.py``, ``flux.py``, ``sdxl.py``, registered in ``cases.FAMILIES``)
 provides:
 
-* ``NAME``, ``TEXT_TOKENS`` (text tokens in the joint attention), ``LATENT_CHANNELS``,
-  ``REFERENCE_LABEL`` (the reference loop's row in the report); optionally ``BASELINE_STEPS``
-  (the full-size stock baseline's steps; default ``cases.BASELINE_STEPS``, 28);
+* ``NAME``, ``TEXT_TOKENS`` (text tokens in the joint attention or, for a UNet, the
+  cross-attention), ``LATENT_CHANNELS``, ``REFERENCE_LABEL`` (the reference loop's row in the
+  report); optionally ``BASELINE_STEPS`` and ``BASELINE_SCHEDULER`` (the full-size stock
+  baseline's steps and ``BasicScheduler`` scheduler; default ``cases.BASELINE_STEPS``, 28, and
+  ``"simple"``) and ``SCHEDULE_VALUES`` (how the report names the presets' values when they are
+  not ComfyUI's sigmas: SDXL's ``"DDPM times t/1000"``);
 * ``CASES``: ``{"cpu": (...), "gpu": (...), "tiny-cpu": (...), "tiny-gpu": (...)}`` of :class:`Case`;
-* ``flop_model(config) -> flops.FlopModel`` (the one derivation) and
-  ``flop_model_of_comfy(diffusion_model)`` (the same model read off ComfyUI's module, a check);
+* ``flop_model(config) -> flops.AnyFlopModel`` (the one derivation: a token ``flops.FlopModel``
+  or a per-level ``flops.UNetFlopModel``) and ``flop_model_of_comfy(diffusion_model)`` (the same
+  model read off ComfyUI's module, a check);
 * ``describe(config) -> str`` (the report's model line);
 * ``build_models(case, device, dtype, seed) -> (reference_model, comfy_model_patcher)``;
-* ``conditioning(batch, text_tokens, generator) -> Conditioning`` (ComfyUI's, the bare
-  forward's and the reference loop's inputs, all from the same random tensors);
+* ``conditioning(batch, text_tokens, generator, image_size) -> Conditioning`` (ComfyUI's, the
+  bare forward's and the reference loop's inputs, all from the same random tensors;
+  ``image_size``, the final ``(height, width)`` in pixels, is what SDXL's size conditioning
+  embeds; the other families ignore it);
 * ``reference_latents(model, schedule, sizes, cond, *, batch, seed, device, dtype)``: the
   diffusers reference loop (``harness.reference``), returning model-space latents;
 * ``reference_attention(model) -> str``: the attention processor the reference runs.

@@ -85,7 +85,8 @@ def _run_rows(r: dict, mem: bool = True) -> list[str]:
         "swd": (f"`SwDSampler` ({_size_list(sizes)})", f"{steps}, growing"),
         "bare": ("bare forwards at the same sizes (ComfyUI `apply_model`, summed)", f"{steps}, growing"),
         "same": (f"`SamplerCustom` euler, same {steps} sigmas, full size", f"{steps} at {final}"),
-        "base28": (f"`SamplerCustom` euler, `BasicScheduler` simple {r['baseline_steps']} steps, full size",
+        "base28": (f"`SamplerCustom` euler, `BasicScheduler` {r.get('baseline_scheduler', 'simple')} "
+                   f"{r['baseline_steps']} steps, full size",
                    f"{r['baseline_steps']} at {final}"),
         "diffusers": (family_of(r["case"]).REFERENCE_LABEL, f"{steps}, growing"),
     }
@@ -158,6 +159,16 @@ def _sdpa_lines(r: dict) -> list[str]:
     ]
 
 
+def _schedule_values(r: dict) -> str:
+    """The schedule's values: its sigmas, or (a family whose presets are not noise levels: SDXL's DDPM
+    times) the values as written and ComfyUI's sigmas for them."""
+    label = getattr(family_of(r["case"]), "SCHEDULE_VALUES", None)
+    values = ", ".join(f"{s:g}" for s in r["sigmas"])
+    if label is None or "comfy_sigmas" not in r:
+        return f"sigmas {values}"
+    return f"{label} {values} (ComfyUI sigmas {', '.join(f'{s:.4g}' for s in r['comfy_sigmas'])})"
+
+
 def render_case(r: dict, mode: str) -> str:
     ratios, sizes = r["ratios"], r["sizes"]
     steps = len(sizes)
@@ -169,7 +180,7 @@ def render_case(r: dict, mode: str) -> str:
         f"- Model: {r['params'] / 1e6:.1f} M parameters, {r['dtype']} on `{r['device']}`; "
         f"{family_of(r['case']).describe(r['case']['config'])}. " + (r["case"]["note"] or ""),
         f"- Schedule: \"{r['preset']}\", {steps} steps, latent {_size_list(sizes)} (final {final} = {px} px), "
-        f"sigmas {', '.join(f'{s:g}' for s in r['sigmas'])}.",
+        f"{_schedule_values(r)}.",
         f"- Conditioning: batch {r['batch']}, {r['text_tokens']} text tokens, cfg 1.0 (one forward per step), "
         f"same random context/pooled tensors in both stacks; no LoRA (ComfyUI merges a LoRA into the weights, "
         f"so it does not change the per-step cost).",

@@ -10,10 +10,10 @@ import torch
 
 from harness.paths import ROOT
 
-from .cases import REQUIRED_VARIANTS, VARIANTS, cases_for, family_of
+from .cases import REQUIRED_VARIANTS, VARIANTS, baseline_scheduler, cases_for, family_of
 from .cases import baseline_steps as family_baseline_steps
 from .family import Case
-from .flops import image_tokens, predicted_speedup, token_power_ratio
+from .flops import predicted_speedup, token_power_ratio
 from .measure import CpuLoad, PeakMemory, Stat, machine_info, sync, versions
 
 
@@ -52,18 +52,21 @@ class CaseBench:
         self.final = (latent, latent)
         self.sizes = [tuple(s) for s in host.swd_core.latent_sizes(self.schedule.scales, latent, latent,
                                                                    self.flop_model.patch)]
-        self.sigmas28 = host.node("BasicScheduler").execute(self.patcher, "simple", self.baseline_steps, 1.0).args[0]
+        self.baseline_scheduler = baseline_scheduler(family)
+        self.sigmas28 = host.node("BasicScheduler").execute(self.patcher, self.baseline_scheduler,
+                                                            self.baseline_steps, 1.0).args[0]
         self.euler = host.node("KSamplerSelect").execute("euler").args[0]
 
         g = torch.Generator().manual_seed(self.seed + 1)
-        cond = family.conditioning(self.batch, self.text_tokens, g)
+        cond = family.conditioning(self.batch, self.text_tokens, g, image_size=(case.pixels, case.pixels))
         self.cond = cond.comfy
         self.latent = {"samples": torch.zeros(self.batch, family.LATENT_CHANNELS, *self.final)}
-        # the bare forwards' and the reference's inputs, made once (their cost is not the model's)
+        # the bare forwards' and the reference's inputs, made once (their cost is not the model's);
+        # the bare forwards get ComfyUI's sigmas (SwDSchedule's SIGMAS: SDXL's DDPM times as its noise levels)
         self.bare_inputs = [
             (torch.randn(self.batch, family.LATENT_CHANNELS, *s, generator=g).to(self.comfy_device),
              torch.full((self.batch,), float(sigma), device=self.comfy_device))
-            for s, sigma in zip(self.sizes, self.schedule.sigmas, strict=False)  # sigmas end with 0
+            for s, sigma in zip(self.sizes, self.sigmas.tolist(), strict=False)  # sigmas end with 0
         ]
         self.bare_cond = cond.bare_kwargs(self.comfy_device)
         self.reference_inputs = cond.reference_kwargs(self.device, self.dtype)
@@ -195,9 +198,9 @@ class CaseBench:
         theirs = self.outputs["diffusers"].float().cpu()
         diff = (ours.cpu() - theirs).abs().max().item() if ours.shape == theirs.shape else float("nan")
         per_step = []
-        for i, (size, sigma, t) in enumerate(zip(self.sizes, self.schedule.sigmas, t_steps, strict=False)):
+        for i, (size, sigma, t) in enumerate(zip(self.sizes, self.sigmas.tolist(), t_steps, strict=False)):
             flops = fm.flops(size, self.text_tokens, self.batch)
-            per_step.append({"step": i + 1, "latent": list(size), "image_tokens": image_tokens(*size, fm.patch),
+            per_step.append({"step": i + 1, "latent": list(size), "image_tokens": fm.tokens(size),
                              "text_tokens": self.text_tokens, "sigma": sigma, "gflop": flops / 1e9,
                              "median_s": t, "gflops_per_s": flops / 1e9 / t})
         return {
@@ -207,17 +210,20 @@ class CaseBench:
             "params": self.params, "build_s": self.build_s, "batch": self.batch,
             "text_tokens": self.text_tokens, "reps": reps, "warmup": warmup,
             "preset": self.case.preset, "scales": list(self.schedule.scales), "sigmas": list(self.schedule.sigmas),
+            "comfy_sigmas": self.sigmas.tolist(),
             "sizes": [list(x) for x in self.sizes], "baseline_steps": len(self.sigmas28) - 1,
+            "baseline_scheduler": self.baseline_scheduler,
             "comfy_attention": comfy_attention.optimized_attention.__name__,
             "diffusers_attention": self.family.reference_attention(self.transformer),
             "memory_method": self.memory_method,
             "flop_model": asdict(fm), "flop_model_matches_config": self.flop_model_matches_comfy,
             "attention_share_final": fm.attention_share(self.final, self.text_tokens),
             "token_ratios": {
-                "image_tokens_linear": token_power_ratio(self.sizes, 1),
-                "image_tokens_attention": token_power_ratio(self.sizes, 2),
-                "with_text_linear": token_power_ratio(self.sizes, 1, text_tokens=self.text_tokens),
-                "with_text_attention": token_power_ratio(self.sizes, 2, text_tokens=self.text_tokens),
+                "image_tokens_linear": token_power_ratio(self.sizes, 1, tokens=fm.tokens),
+                "image_tokens_attention": token_power_ratio(self.sizes, 2, tokens=fm.tokens),
+                "with_text_linear": token_power_ratio(self.sizes, 1, text_tokens=self.text_tokens, tokens=fm.tokens),
+                "with_text_attention": token_power_ratio(self.sizes, 2, text_tokens=self.text_tokens,
+                                                         tokens=fm.tokens),
             },
             "other_cores_busy": self.other_cores, "discarded_runs": self.discarded,
             "max_other_load": self.max_other_load,

@@ -169,7 +169,7 @@ class Conditioning:
         return dict(prompt_embeds=self.context.to(device, dtype), pooled=self.pooled.to(device, dtype))
 
 
-def conditioning(batch: int, text_tokens: int, generator: torch.Generator) -> Conditioning:
+def conditioning(batch: int, text_tokens: int, generator: torch.Generator, image_size=None) -> Conditioning:
     context = torch.randn(batch, text_tokens, CONTEXT_FEATURES, generator=generator)
     return Conditioning(context, torch.randn(batch, POOLED_FEATURES, generator=generator))
 

@@ -14,11 +14,11 @@ import sys
 
 import pytest
 import torch
-from diffusers import FluxTransformer2DModel, SD3Transformer2DModel
+from diffusers import FluxTransformer2DModel, SD3Transformer2DModel, UNet2DConditionModel
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench import cases, flux, report, runner, sd3
+from bench import cases, flux, report, runner, sd3, sdxl
 from bench.flops import image_tokens, predicted_speedup, token_power_ratio
 from harness.paths import COMFYUI, DEV, PYLIB, ROOT
 from harness.reference.flux import velocity as flux_velocity
@@ -175,6 +175,7 @@ def test_cli_tiny_cpu_run(tmp_path):
     assert "## GPU\n\nPending" in gpu  # no GPU run yet: the FLOP model's predictions stand in
     assert [row[0] for row in tables(gpu)[0][2:]] == [c.title for c in sd3.GPU_CASES]
     assert "## CPU: FLUX\n\nPending: rerun with `python3 scripts/dev.py bench --mode cpu --family flux`" in text
+    assert "## CPU: SDXL\n\nPending: rerun with `python3 scripts/dev.py bench --mode cpu --family sdxl`" in text
     cpu = text[text.index("<!-- bench:cpu:begin -->"):text.index("<!-- bench:cpu:end -->")]
     found = tables(cpu)
     sdpa = r.get("sdpa_pass")
@@ -270,5 +271,127 @@ def test_flux_tiny_in_process(host, tmp_path):
     report.update_benchmarks(out, "cpu", sd3_cpu, host.swd_core)
     text = report.update_benchmarks(out, "cpu-flux", section, host.swd_core)
     assert sd3_cpu in text and section in text  # measuring one family keeps the other's section
+    assert [text.index(report.BEGIN.format(s)) for s in report.SECTIONS] == sorted(
+        text.index(report.BEGIN.format(s)) for s in report.SECTIONS)
+
+
+def test_pending_sections_are_the_report_codes(core):
+    """Every section of BENCHMARKS.md still pending is what the report code writes now (the GPU ones
+    with the FLOP model's predictions): SD3's and FLUX's predictions did not move when the flop
+    models were generalised for the UNet, and SDXL's are the current model's."""
+    text = report.BENCHMARKS.read_text()
+    pending = [s for s in report.SECTIONS if "Pending" in text[text.index(report.BEGIN.format(s)):
+                                                                text.index(report.END.format(s))]]
+    assert {"gpu", "gpu-flux", "gpu-sdxl"} <= set(pending)
+    for section in pending:
+        assert report.pending_section(section, core) in text, section
+
+
+# ---------------------------------------------------------------- SDXL
+
+
+def test_sdxl_flop_model_architecture():
+    """SDXL base 1.0: three levels (320/640/1280), no attention at level 0, 2 transformer blocks per
+    attention at level 1 (2 encoder + 3 decoder attentions), 10 at level 2 (2 + 3 + the middle block)."""
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config(sdxl.SDXL_BASE)
+    assert sum(p.numel() for p in unet.parameters()) == 2_567_463_684  # SDXL base's UNet
+    fm = sdxl.flop_model(sdxl.SDXL_BASE)
+    assert fm.patch == 4 and len(fm.pixel_macs) == 3
+    assert fm.self_attention_width == fm.cross_attention_width == (0, 2 * 5 * 2 * 640, 2 * 6 * 10 * 1280)
+    assert fm.text_token_macs == 2 * 2048 * (5 * 2 * 640 + 6 * 10 * 1280)  # cross-attention k/v
+    assert fm.tokens((128, 128)) == 64 * 64 and fm.level_pixels((128, 128)) == [128 * 128, 64 * 64, 32 * 32]
+    assert fm.attention_share((128, 128), sdxl.TEXT_TOKENS) == pytest.approx(0.12, abs=0.01)
+    assert sdxl.TEXT_TOKENS == 77 and sdxl.BASELINE_STEPS == 30 and sdxl.BASELINE_SCHEDULER == "normal"
+
+
+def test_sdxl_flop_model_matches_comfy_module(host):
+    """The FLOP model from the diffusers config = the one read off ComfyUI's SDXL UNet (built on the meta
+    device by ComfyUI's own SDXL model class from the config the bench loads it with), full size included."""
+    import comfy.supported_models
+
+    from harness.standins import sdxl as standins_sdxl
+
+    for config in (sdxl.TINY_CASE.config, sdxl.CPU_CASE.config, sdxl.SDXL_BASE):
+        unet_config = standins_sdxl.comfy_unet_config(config)
+        model_config = comfy.supported_models.SDXL(dict(unet_config))
+        model_config.unet_config["num_head_channels"] = unet_config["num_head_channels"]
+        model = model_config.get_model({}, device="meta")
+        assert sdxl.flop_model_of_comfy(model.diffusion_model) == sdxl.flop_model(config)
+
+
+def test_sdxl_bare_forward_gets_comfys_added_conditioning(host):
+    """The bare forwards' ``y`` is what ``model_base.SDXL.encode_adm`` makes of the conditioning when ComfyUI's
+    samplers add the latent's size x 8 (original = target size, no crop), as SwDSampler's forwards get it."""
+    import comfy.supported_models
+
+    from harness.standins import sdxl as standins_sdxl
+
+    unet_config = standins_sdxl.comfy_unet_config(sdxl.TINY_CASE.config)
+    model = comfy.supported_models.SDXL(dict(unet_config)).get_model({}, device="meta")
+    cond = sdxl.conditioning(2, sdxl.TEXT_TOKENS, torch.Generator().manual_seed(0), image_size=(768, 512))
+    expected = model.encode_adm(pooled_output=cond.pooled, width=512, height=768)
+    assert expected.shape == (2, sdxl.ADM_FEATURES)
+    assert torch.equal(cond.bare_kwargs("cpu")["y"], expected)
+
+
+@pytest.mark.parametrize("case", [sdxl.TINY_CASE, sdxl.CPU_CASE], ids=lambda c: c.key)
+@pytest.mark.parametrize("size", [(12, 20), (32, 32)])
+def test_sdxl_flop_model_matches_torch_flop_counter(case, size):
+    """The UNet FLOP model equals torch's FlopCounterMode on the diffusers model, called as the reference
+    loop calls it (77 text tokens, pooled + size conditioning), attention on the math path."""
+    model = UNet2DConditionModel.from_config(case.config).eval()
+    x = torch.randn(1, 4, *size)
+    context, pooled = torch.randn(1, sdxl.TEXT_TOKENS, sdxl.CONTEXT_FEATURES), torch.randn(1, sdxl.POOLED_FEATURES)
+    time_ids = torch.tensor([[512.0, 512.0, 0.0, 0.0, 512.0, 512.0]])
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter, torch.inference_mode():
+        model(x, torch.tensor([500]), encoder_hidden_states=context,
+              added_cond_kwargs={"text_embeds": pooled, "time_ids": time_ids})
+    assert sdxl.flop_model(case.config).flops(size, sdxl.TEXT_TOKENS) == counter.get_total_flops()
+
+
+def test_sdxl_predictions_lie_between_pixel_and_attention_terms(core):
+    case, = sdxl.GPU_CASES
+    fm = sdxl.flop_model(case.config)
+    sizes = core.latent_sizes(core.PRESETS[case.preset].scales, 128, 128, fm.patch)
+    assert sizes == [(64, 64), (80, 80), (96, 96), (128, 128)]
+    predicted = predicted_speedup(fm, sizes, 4, sdxl.TEXT_TOKENS)
+    # mostly convolutions and linear layers (linear in pixels), a little attention (quadratic)
+    assert token_power_ratio(sizes, 1, tokens=fm.tokens) < predicted < token_power_ratio(sizes, 2, tokens=fm.tokens)
+    assert predicted_speedup(fm, sizes, 30, sdxl.TEXT_TOKENS) == pytest.approx(predicted * 30 / 4)
+    table = report.pending_section("gpu-sdxl", core)
+    (rows,) = tables(table)
+    assert rows[0][-1] == "30-step baseline / SwD"
+    assert rows[2][0] == case.title and float(rows[2][3]) == pytest.approx(predicted, abs=0.005)
+
+
+def test_sdxl_gpu_code_path_tiny_in_process(host, tmp_path):
+    """The tiny SDXL case through the GPU code path (`--mode gpu --tiny --family sdxl`, here on the CPU), one
+    repetition: ComfyUI's model_base.SDXL built from the explicit config, the preset's DDPM times as
+    ComfyUI's sigmas for the bare and stock runs, the 30-step "normal" baseline, the diffusers reference
+    loop giving SwDSampler's latent, and its own report section beside the others."""
+    results = runner.run_cases(host, "gpu", True, reps=1, warmup=0, families=("sdxl",),
+                               command="--mode gpu --tiny --family sdxl", log=lambda *a: None)
+    (r,) = results["cases"]
+    assert r["case"]["key"] == "tiny-sdxl" and r["case"]["family"] == "sdxl"
+    assert r["baseline_steps"] == 30 and r["baseline_scheduler"] == "normal" and r["text_tokens"] == 77
+    assert r["sizes"] == [[16, 16], [20, 20], [24, 24], [32, 32]]  # multiples of 4: the UNet's three levels
+    assert r["sigmas"] == [1.0, 0.8, 0.6, 0.4, 0.0]
+    assert r["comfy_sigmas"][0] == pytest.approx(14.6146, rel=1e-4) and r["comfy_sigmas"][-1] == 0
+    assert [st["sigma"] for st in r["per_step"]] == r["comfy_sigmas"][:-1]
+    section = report.render_section("gpu", results, "sdxl")
+    assert section.startswith("<!-- bench:gpu-sdxl:begin -->\n## GPU: SDXL (tiny smoke run")
+    found = tables(section)
+    assert len(found) == 3
+    check_case(r, *found)
+    assert "DDPM times t/1000 1, 0.8, 0.6, 0.4, 0 (ComfyUI sigmas 14.61, " in section
+    assert "`BasicScheduler` normal 30 steps" in section and "30-step baseline / `SwDSampler`" in section
+    assert section.count("Seconds per image") == 1
+    out = tmp_path / "BENCHMARKS.md"
+    gpu = "<!-- bench:gpu:begin -->\n## GPU\nstub\n<!-- bench:gpu:end -->"
+    report.update_benchmarks(out, "gpu", gpu, host.swd_core)
+    text = report.update_benchmarks(out, "gpu-sdxl", section, host.swd_core)
+    assert gpu in text and section in text  # measuring one family keeps the others' sections
+    assert "## CPU: SDXL\n\nPending" in text
     assert [text.index(report.BEGIN.format(s)) for s in report.SECTIONS] == sorted(
         text.index(report.BEGIN.format(s)) for s in report.SECTIONS)

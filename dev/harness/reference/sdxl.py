@@ -30,7 +30,8 @@ def ddpm_scheduler():
 def swd_latents(unet, times: Sequence[float], sizes: Sequence[tuple[int, int]], prompt_embeds: torch.Tensor,
                 pooled: torch.Tensor, *, batch: int, seed: int, cfg: float = 1.0,
                 neg_embeds: torch.Tensor | None = None, neg_pooled: torch.Tensor | None = None,
-                image_size: tuple[int, int] | None = None, upscale_mode: str = "bicubic") -> torch.Tensor:
+                image_size: tuple[int, int] | None = None, upscale_mode: str = "bicubic",
+                device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """SwD on an SDXL UNet as upstream's procedure writes it.
 
     Args:
@@ -43,6 +44,8 @@ def swd_latents(unet, times: Sequence[float], sizes: Sequence[tuple[int, int]], 
         cfg: guidance on ε when above 1 (needs ``neg_embeds`` and ``neg_pooled``).
         image_size: ``(height, width)`` in pixels for SDXL's size conditioning (original and
             target size, crop 0), the same at every scale; default: the final latent x 8.
+        device, dtype: where and in which dtype the UNet runs (the bench's GPU runs); the noise is
+            drawn on the CPU in float32 either way, then moved.
 
     Returns:
         ``[batch, 4, *sizes[-1]]`` in the UNet's latent space.
@@ -55,18 +58,20 @@ def swd_latents(unet, times: Sequence[float], sizes: Sequence[tuple[int, int]], 
     if len(timesteps) != len(sizes):
         raise ValueError(f"{len(timesteps)} times for {len(sizes)} sizes")
     height, width = image_size or (sizes[-1][0] * 8, sizes[-1][1] * 8)
-    time_ids = torch.tensor([[height, width, 0, 0, height, width]], dtype=torch.float32).expand(batch, -1)
-    embeds = prompt_embeds.expand(batch, -1, -1)
-    pooled = pooled.expand(batch, -1)
+    time_ids = torch.tensor([[height, width, 0, 0, height, width]], dtype=torch.float32).to(device, dtype)
+    time_ids = time_ids.expand(batch, -1)
+    embeds = prompt_embeds.to(device, dtype).expand(batch, -1, -1)
+    pooled = pooled.to(device, dtype).expand(batch, -1)
     if cfg > 1:
-        embeds = torch.cat([neg_embeds.expand(batch, -1, -1), embeds])
-        pooled = torch.cat([neg_pooled.expand(batch, -1), pooled])
+        embeds = torch.cat([neg_embeds.to(device, dtype).expand(batch, -1, -1), embeds])
+        pooled = torch.cat([neg_pooled.to(device, dtype).expand(batch, -1), pooled])
         time_ids = torch.cat([time_ids, time_ids])
     generator = torch.Generator().manual_seed(seed)
-    latents = randn_tensor((batch, LATENT_CHANNELS, *sizes[0]), generator=generator) * scheduler.init_noise_sigma
+    latents = randn_tensor((batch, LATENT_CHANNELS, *sizes[0]), generator=generator).to(device, dtype)
+    latents = latents * scheduler.init_noise_sigma
     for i, t in enumerate(timesteps):
         model_input = torch.cat([latents] * 2) if cfg > 1 else latents
-        eps = unet(model_input, torch.tensor([t] * model_input.shape[0]), encoder_hidden_states=embeds,
+        eps = unet(model_input, torch.tensor([t] * model_input.shape[0], device=device), encoder_hidden_states=embeds,
                    added_cond_kwargs={"text_embeds": pooled, "time_ids": time_ids}).sample
         if cfg > 1:
             eps_uncond, eps_cond = eps.chunk(2)
@@ -76,6 +81,6 @@ def swd_latents(unet, times: Sequence[float], sizes: Sequence[tuple[int, int]], 
         if i + 1 == len(timesteps):
             return x0
         x0 = F.interpolate(x0, size=tuple(sizes[i + 1]), mode=upscale_mode)
-        noise = randn_tensor(x0.shape, generator=generator)
+        noise = randn_tensor(x0.shape, generator=generator).to(device, dtype)
         latents = scheduler.add_noise(x0, noise, torch.tensor([timesteps[i + 1]]))
     raise ValueError("no steps")
