@@ -123,21 +123,28 @@ def build_txt2img(name: str, model: str, steps: int) -> Graph:
                  color=("#322", "#533"))
     latent = g.node("EmptySD3LatentImage", "Empty SD3 Latent Image", (430, 420), (320, 106),
                     [RESOLUTION, RESOLUTION, 1])
-    sampler = g.node("SwDSampler", "SwD Sampler", (900, 0), (320, 262), [SEED, "fixed", 1.0, "bicubic", 1.0])
-    decode = g.node("VAEDecode", "VAE Decode", (1260, 0), (210, 46))
-    save = g.node("SaveImage", "Save Image", (1260, 90), (560, 620), [f"swd/{name.removeprefix('swd-')}"])
     g.link(loader, "MODEL", swd_lora, "model")
     for enc in (pos, neg):
         g.link(clip, "CLIP", enc, "clip")
-    g.link(swd_lora, "MODEL", sampler, "model")
-    g.link(pos, "CONDITIONING", sampler, "positive")
-    g.link(neg, "CONDITIONING", sampler, "negative")
-    g.link(latent, "LATENT", sampler, "latent_image")
-    g.link(schedule, "schedule", sampler, "schedule")
-    g.link(sampler, "LATENT", decode, "samples")
-    g.link(loader, "VAE", decode, "vae")
-    g.link(decode, "IMAGE", save, "images")
+    sample_and_save(g, name, (swd_lora, "MODEL"), (pos, "CONDITIONING"), (neg, "CONDITIONING"), (latent, "LATENT"),
+                    schedule, (loader, "VAE"))
     return g
+
+
+def sample_and_save(g: Graph, name: str, model, positive, negative, latent, schedule, vae) -> tuple:
+    """SwD Sampler -> VAE Decode -> Save Image at the right of the graph, wired as every text-to-image
+    workflow wires them; ``model``, ``positive``, ``negative``, ``latent``, ``vae`` are ``(node, output)``.
+    Returns ``(sampler, decode, save)``."""
+    sampler = g.node("SwDSampler", "SwD Sampler", (900, 0), (320, 262), [SEED, "fixed", 1.0, "bicubic", 1.0])
+    decode = g.node("VAEDecode", "VAE Decode", (1260, 0), (210, 46))
+    save = g.node("SaveImage", "Save Image", (1260, 90), (560, 620), [f"swd/{name.removeprefix('swd-')}"])
+    for (node, output), socket in ((model, "model"), (positive, "positive"), (negative, "negative"),
+                                   (latent, "latent_image"), ((schedule, "schedule"), "schedule")):
+        g.link(node, output, sampler, socket)
+    g.link(sampler, "LATENT", decode, "samples")
+    g.link(*vae, decode, "vae")
+    g.link(decode, "IMAGE", save, "images")
+    return sampler, decode, save
 
 
 def build_img2img(name: str) -> Graph:

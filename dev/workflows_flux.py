@@ -1,7 +1,7 @@
 """The FLUX.1-dev workflows (``make_workflows`` writes them; shared settings live there)."""
 from __future__ import annotations
 
-from make_workflows import CUSTOM_SCALES, CUSTOM_SIGMAS, HF, NEGATIVE, PROMPT, RESOLUTION, SEED
+from make_workflows import CUSTOM_SCALES, CUSTOM_SIGMAS, HF, NEGATIVE, PROMPT, RESOLUTION, sample_and_save
 from workflow_graph import PACK_ID, Graph
 
 FLUX_GUIDANCE = 4.5  # what yresearch/swd_flux was distilled with
@@ -73,21 +73,12 @@ def build_flux(name: str, variant: str) -> Graph:
                  color=("#322", "#533"))
     latent = g.node("EmptySD3LatentImage", "Empty Latent Image (16 channels)", (430, 520), (320, 106),
                     [RESOLUTION, RESOLUTION, 1])
-    sampler = g.node("SwDSampler", "SwD Sampler", (900, 0), (320, 262), [SEED, "fixed", 1.0, "bicubic", 1.0])
-    decode = g.node("VAEDecode", "VAE Decode", (1260, 0), (210, 46))
-    save = g.node("SaveImage", "Save Image", (1260, 90), (560, 620), [f"swd/{name.removeprefix('swd-')}"])
     g.link(loader, "MODEL", swd_lora, "model")
     for enc in (pos, neg):
         g.link(clip, "CLIP", enc, "clip")
     g.link(pos, "CONDITIONING", guidance, "conditioning")
-    g.link(swd_lora, "MODEL", sampler, "model")
-    g.link(guidance, "CONDITIONING", sampler, "positive")
-    g.link(neg, "CONDITIONING", sampler, "negative")
-    g.link(latent, "LATENT", sampler, "latent_image")
-    g.link(schedule, "schedule", sampler, "schedule")
-    g.link(sampler, "LATENT", decode, "samples")
-    g.link(vae, "VAE", decode, "vae")
-    g.link(decode, "IMAGE", save, "images")
+    sample_and_save(g, name, (swd_lora, "MODEL"), (guidance, "CONDITIONING"), (neg, "CONDITIONING"),
+                    (latent, "LATENT"), schedule, (vae, "VAE"))
     return g
 
 

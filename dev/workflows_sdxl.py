@@ -1,7 +1,7 @@
 """The SDXL workflow (``make_workflows`` writes it; shared settings live there)."""
 from __future__ import annotations
 
-from make_workflows import CUSTOM_SCALES, CUSTOM_SIGMAS, HF, NEGATIVE, PROMPT, RESOLUTION, SEED
+from make_workflows import CUSTOM_SCALES, CUSTOM_SIGMAS, HF, NEGATIVE, PROMPT, RESOLUTION, sample_and_save
 from workflow_graph import PACK_ID, Graph
 
 SDXL_PRESET = "SDXL, 4 steps"
@@ -58,20 +58,11 @@ def build_sdxl(name: str) -> Graph:
                  color=("#322", "#533"))
     latent = g.node("EmptyLatentImage", "Empty Latent Image (final size)", (430, 420), (320, 106),
                     [RESOLUTION, RESOLUTION, 1])
-    sampler = g.node("SwDSampler", "SwD Sampler", (900, 0), (320, 262), [SEED, "fixed", 1.0, "bicubic", 1.0])
-    decode = g.node("VAEDecode", "VAE Decode", (1260, 0), (210, 46))
-    save = g.node("SaveImage", "Save Image", (1260, 90), (560, 620), [f"swd/{name.removeprefix('swd-')}"])
     g.link(loader, "MODEL", swd_lora, "model")
     for enc in (pos, neg):
         g.link(loader, "CLIP", enc, "clip")
-    g.link(swd_lora, "MODEL", sampler, "model")
-    g.link(pos, "CONDITIONING", sampler, "positive")
-    g.link(neg, "CONDITIONING", sampler, "negative")
-    g.link(latent, "LATENT", sampler, "latent_image")
-    g.link(schedule, "schedule", sampler, "schedule")
-    g.link(sampler, "LATENT", decode, "samples")
-    g.link(loader, "VAE", decode, "vae")
-    g.link(decode, "IMAGE", save, "images")
+    sample_and_save(g, name, (swd_lora, "MODEL"), (pos, "CONDITIONING"), (neg, "CONDITIONING"), (latent, "LATENT"),
+                    schedule, (loader, "VAE"))
     return g
 
 
