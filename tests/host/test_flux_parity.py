@@ -4,12 +4,10 @@ Same weights (the small FLUX stand-in), same seed, upstream's FLUX schedule, gui
 on the conditioning by ComfyUI's FluxGuidance node; ComfyUI's LATENT is compared in the
 transformer's space (``process_latent_in``: FLUX's scale 0.3611, shift 0.1159).
 """
-import copy
-import importlib
-
 import pytest
 import torch
 
+from harness import peft_lora
 from harness.reference import flux as reference
 from harness.standins import flux
 
@@ -42,33 +40,6 @@ def conditioning(host, text, guidance=GUIDANCE):
     return host.node("FluxGuidance").execute(cond, guidance).args[0]
 
 
-def with_lora(host, patcher, lora_dir, strength):
-    """The PEFT LoRA through ComfyUI's loading with PEFT's scales and the FLUX PEFT aliases."""
-    import comfy.lora
-    import comfy.utils
-
-    swd_lora = importlib.import_module(host.swd_core.__name__ + ".lora")
-    lora_keys = importlib.import_module(host.pack.__name__ + ".nodes.lora_keys")
-    sd = comfy.utils.load_torch_file(str(lora_dir / "adapter_model.safetensors"), safe_load=True)
-    sd = swd_lora.with_peft_alphas(sd, swd_lora.read_adapter_config(lora_dir / "adapter_config.json"))
-    key_map = lora_keys.peft_key_map(patcher.model, comfy.lora.model_lora_keys_unet(patcher.model, {}))
-    loaded = comfy.lora.load_lora(sd, key_map)
-    patched = patcher.clone()
-    assert len(patched.add_patches(loaded, strength)) == len(loaded) > 0
-    return patched
-
-
-def peft_transformer(transformer, lora_dir, strength):
-    from peft import PeftModel
-    from peft.tuners.lora import LoraLayer
-
-    model = PeftModel.from_pretrained(copy.deepcopy(transformer), str(lora_dir)).eval()
-    for module in model.modules():
-        if isinstance(module, LoraLayer):
-            module.scale_layer(strength)
-    return model
-
-
 def swd_sampler(host, model, cond, latent, seed):
     schedule = host.swd_core.Schedule(SCALES, SIGMAS)
     out = host.node("SwDSampler").execute(model, cond, cond, {"samples": latent}, schedule, seed, 1.0, "bicubic")
@@ -85,8 +56,8 @@ def test_swd_sampler_matches_diffusers_reference(host, small, text, batch, heigh
     transformer, patcher, lora_dir = small
     model, ref_model = patcher, transformer
     if strength is not None:
-        model = with_lora(host, patcher, lora_dir, strength)
-        ref_model = peft_transformer(transformer, lora_dir, strength)
+        model = peft_lora.comfy_patched(host, patcher, lora_dir, strength)
+        ref_model = peft_lora.peft_scaled(transformer, lora_dir, strength)
     seed = 1234 + batch
     latent = swd_sampler(host, model, conditioning(host, text), torch.zeros(batch, 16, height, width), seed)
     assert latent.shape == (batch, 16, height, width)

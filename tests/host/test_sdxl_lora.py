@@ -11,7 +11,7 @@ import pytest
 import safetensors.torch
 import torch
 
-from harness import paths
+from harness import paths, peft_lora
 from harness.standins import flux as flux_standins
 from harness.standins import sdxl
 
@@ -44,13 +44,7 @@ def eps(model, x, t, ctx, pooled):
 
 
 def peft_eps(unet, lora_dir, strength, x, t, ctx, pooled):
-    from peft import PeftModel
-    from peft.tuners.lora import LoraLayer
-
-    model = PeftModel.from_pretrained(copy.deepcopy(unet), str(lora_dir)).eval()
-    for module in model.modules():
-        if isinstance(module, LoraLayer):
-            module.scale_layer(strength)
+    model = peft_lora.peft_scaled(unet, lora_dir, strength)
     h, w = x.shape[-2] * 8, x.shape[-1] * 8
     ids = torch.tensor([[h, w, 0, 0, h, w]], dtype=torch.float32).expand(x.shape[0], -1)
     with torch.no_grad():

@@ -4,12 +4,12 @@ Same weights (the small SDXL stand-in in diffusers' ``UNet2DConditionModel`` and
 ``model_base.SDXL``), same seed, upstream's SDXL schedule (DDPM times 1.0, 0.8, 0.6, 0.4 as
 ``t / 1000``), compared in the UNet's latent space (``process_latent_in``: SDXL's 0.13025).
 """
-import copy
 import importlib
 
 import pytest
 import torch
 
+from harness import peft_lora
 from harness.reference import sdxl as reference
 from harness.standins import sdxl
 
@@ -46,33 +46,6 @@ def cond(text):
     return [[ctx, {"pooled_output": pooled}]]
 
 
-def with_lora(host, patcher, lora_dir, strength):
-    """The PEFT LoRA through ComfyUI's loading with PEFT's scales and the SDXL PEFT aliases."""
-    import comfy.lora
-    import comfy.utils
-
-    swd_lora = importlib.import_module(host.swd_core.__name__ + ".lora")
-    lora_keys = importlib.import_module(host.pack.__name__ + ".nodes.lora_keys")
-    sd = comfy.utils.load_torch_file(str(lora_dir / "adapter_model.safetensors"), safe_load=True)
-    sd = swd_lora.with_peft_alphas(sd, swd_lora.read_adapter_config(lora_dir / "adapter_config.json"))
-    key_map = lora_keys.peft_key_map(patcher.model, comfy.lora.model_lora_keys_unet(patcher.model, {}))
-    loaded = comfy.lora.load_lora(sd, key_map)
-    patched = patcher.clone()
-    assert len(patched.add_patches(loaded, strength)) == len(loaded) == len(sd) // 3
-    return patched
-
-
-def peft_unet(unet, lora_dir, strength):
-    from peft import PeftModel
-    from peft.tuners.lora import LoraLayer
-
-    model = PeftModel.from_pretrained(copy.deepcopy(unet), str(lora_dir)).eval()
-    for module in model.modules():
-        if isinstance(module, LoraLayer):
-            module.scale_layer(strength)
-    return model
-
-
 def swd_sampler(host, model, positive, negative, latent, seed, cfg=1.0):
     schedule = host.swd_core.PRESETS[PRESET]
     out = host.node("SwDSampler").execute(model, positive, negative, {"samples": latent}, schedule, seed, cfg,
@@ -97,8 +70,8 @@ def test_swd_sampler_matches_diffusers_reference(host, small, text, negative, ba
     unet, patcher, lora_dir = small
     model, ref_model = patcher, unet
     if strength is not None:
-        model = with_lora(host, patcher, lora_dir, strength)
-        ref_model = peft_unet(unet, lora_dir, strength)
+        model = peft_lora.comfy_patched(host, patcher, lora_dir, strength)
+        ref_model = peft_lora.peft_scaled(unet, lora_dir, strength)
     seed = 4321 + batch
     latent = swd_sampler(host, model, cond(text), cond(negative), torch.zeros(batch, 4, height, width), seed, cfg)
     assert latent.shape == (batch, 4, height, width)
