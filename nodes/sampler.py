@@ -290,6 +290,9 @@ class SwDSampler(io.ComfyNode):
         if not math.isfinite(cfg):
             raise swd_core.SwDError(f"cfg must be a finite number, got {cfg}")
         check_latent_shape(latent_image["samples"], NODE_SAMPLER)
+        # before sampling: ComfyUI's ControlNet pre_run fails on another family's model with a bare error
+        check_controlnets({"positive": [c[1] for c in positive], "negative": [c[1] for c in negative]}, family,
+                          NODE_SAMPLER)
         latent = latent_image.copy()
         latent["samples"] = fix_empty_latent_channels(model, latent)
         schedule = swd_core.truncate_for_denoise(schedule, denoise)

@@ -39,6 +39,7 @@ CLIP_L = "swd-standin-clip_l.safetensors"  # in text_encoders/
 SD3_LORA_DIR = "swd-standin-lora"  # in loras/
 SD3_LORA = f"{SD3_LORA_DIR}/adapter_model.safetensors"  # the name SwDLoraLoader lists
 SD3_CONTROLNET = "swd-standin-sd35-controlnet.safetensors"  # in controlnet/
+SD35_CONTROLNET = "swd-standin-sd35-controlnet-stability.safetensors"  # in controlnet/ (Stability's layout)
 FLUX_DIFFUSION_MODEL = "swd-standin-flux1-dev.safetensors"  # in diffusion_models/
 FLUX_VAE = "swd-standin-flux-ae.safetensors"  # in vae/
 FLUX_LORA_DIR = "swd-standin-flux-lora"  # in loras/

@@ -41,7 +41,7 @@ from . import paths
 FAMILIES = {
     "sd3": dict(model={"CheckpointLoaderSimple": ("ckpt_name", paths.SD3_CHECKPOINT),
                        "UNETLoader": ("unet_name", paths.SD3_DIFFUSION_MODEL)},
-                lora=paths.SD3_LORA, vae=paths.SD3_VAE, clip_type="sd3", controlnet=paths.SD3_CONTROLNET),
+                lora=paths.SD3_LORA, vae=paths.SD3_VAE, clip_type="sd3", controlnet=paths.SD35_CONTROLNET),
     "flux": dict(model={"UNETLoader": ("unet_name", paths.FLUX_DIFFUSION_MODEL)},
                  lora=paths.FLUX_LORA, vae=paths.FLUX_VAE, clip_type="stable_diffusion", controlnet=None),
     # the SDXL stand-in checkpoint carries its VAE and full-size CLIP-L + CLIP-G

@@ -146,7 +146,7 @@ def test_standin_loads_as_an_sd3_controlnet(host, caplog):
 # --------------------------------------------------------------------------- (a) executor: a hint per scale
 
 def controlnet_prompt(*, apply_node="ControlNetApplySD3", width=256, height=192, seed=3, prefix="swd_cn",
-                      model=("CheckpointLoaderSimple", {"ckpt_name": CHECKPOINT}), cfg=1.0):
+                      model=("CheckpointLoaderSimple", {"ckpt_name": CHECKPOINT}), cfg=1.0, controlnet=CONTROLNET):
     """Checkpoint + CLIP-L stand-in + ControlNetLoader + LoadImage(example.png) + Apply ControlNet
     (with the checkpoint's VAE) + SwD Sampler + SaveLatent (API format)."""
     apply_inputs = {"positive": ["pos", 0], "negative": ["neg", 0], "control_net": ["cn", 0], "vae": ["vae", 0],
@@ -157,7 +157,7 @@ def controlnet_prompt(*, apply_node="ControlNetApplySD3", width=256, height=192,
         "clip": {"class_type": "CLIPLoader", "inputs": {"clip_name": paths.CLIP_L, "type": "sd3"}},
         "pos": {"class_type": "CLIPTextEncode", "inputs": {"text": "a house by a lake", "clip": ["clip", 0]}},
         "neg": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["clip", 0]}},
-        "cn": {"class_type": "ControlNetLoader", "inputs": {"control_net_name": CONTROLNET}},
+        "cn": {"class_type": "ControlNetLoader", "inputs": {"control_net_name": controlnet}},
         "image": {"class_type": "LoadImage", "inputs": {"image": "example.png"}},
         "apply": {"class_type": apply_node, "inputs": apply_inputs},
         "sched": {"class_type": "SwDSchedule", "inputs": {"preset": SIX, "scales": "", "sigmas": ""}},
@@ -348,3 +348,41 @@ def test_sdxl_takes_unet_controlnets_and_refuses_an_sd3_one(host):
     sd3 = SimpleNamespace(control_model=object.__new__(comfy.cldm.mmdit.ControlNet), previous_controlnet=None)
     with pytest.raises(host.swd_core.SwDError, match="has an SD3 ControlNet, but the model is SDXL"):
         check({"positive": [{"control": sd3}]}, sdxl, "SwD Sampler")
+
+
+# --------------------------------------------------------------------------- Stability's SD3.5 layout
+
+def test_stability_sd35_controlnet_layout_follows_every_scale(host, monkeypatch):
+    """A ControlNet in the layout of Stability's ``sd3.5_large_controlnet_canny.safetensors`` (the file the
+    shipped workflow names; stand-in ``harness.standins.sd3_controlnet.sd35_state_dict``): ComfyUI loads it
+    as ``ControlNetSD35`` (``ControlNetEmbedder``, the model's ``x_embedder`` lent at run time, canny
+    preprocessing); with SwD Sampler its hint is resized and VAE-encoded at every scale and reaches the
+    embedder at the latent's size; the picture differs from the one without the ControlNet."""
+    import comfy.cldm.dit_embedder
+    import comfy.controlnet
+
+    cn = comfy.controlnet.load_controlnet(str(paths.MODELS / sd3_controlnet.SD35_CONTROLNET_FILE))
+    assert type(cn).__name__ == "ControlNetSD35"
+    assert type(cn.control_model) is comfy.cldm.dit_embedder.ControlNetEmbedder
+    calls, encodes = [], []
+    real_forward = comfy.cldm.dit_embedder.ControlNetEmbedder.forward
+
+    def forward(model, x, *args, hint=None, **kw):
+        out = real_forward(model, x, *args, hint=hint, **kw)
+        calls.append((tuple(x.shape[-2:]), tuple(hint.shape[-2:]), float(out["output"][0].abs().max())))
+        return out
+
+    monkeypatch.setattr(comfy.cldm.dit_embedder.ControlNetEmbedder, "forward", forward)
+    import comfy.sd
+
+    real_encode = comfy.sd.VAE.encode
+    monkeypatch.setattr(comfy.sd.VAE, "encode", lambda vae, px: encodes.append(tuple(px.shape[1:3]))
+                        or real_encode(vae, px))
+    prompt = controlnet_prompt(apply_node="ControlNetApplyAdvanced", controlnet=paths.SD35_CONTROLNET,
+                               prefix="swd_cn35")
+    executor, messages = host.run_prompt(prompt, "cn-sd35")
+    assert executor.success, [m for m in messages if m[0] == "execution_error"]
+    sizes = sizes_of(host, SIX, 192 // 8, 256 // 8)
+    assert [c[:2] for c in calls] == [(s, s) for s in sizes]
+    assert all(c[2] > 0 for c in calls)  # the embedder adds something to the model's blocks at every scale
+    assert encodes == [(h * 8, w * 8) for h, w in sizes]

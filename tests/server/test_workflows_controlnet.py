@@ -28,7 +28,8 @@ TEST_SIZE = 256
 def prepared(server, seed=42):
     prompt = standin_workflow.use_standins(api(NAME), server.object_info())
     by_type = {n["class_type"]: i for i, n in prompt.items()}
-    assert prompt[by_type["ControlNetLoader"]]["inputs"]["control_net_name"] == paths.SD3_CONTROLNET
+    # the stand-in in the layout of Stability's file
+    assert prompt[by_type["ControlNetLoader"]]["inputs"]["control_net_name"] == paths.SD35_CONTROLNET
     assert prompt[by_type["CheckpointLoaderSimple"]]["inputs"]["ckpt_name"] == paths.SD3_CHECKPOINT
     prompt[by_type["EmptySD3LatentImage"]]["inputs"].update(width=TEST_SIZE, height=TEST_SIZE)
     prompt[by_type["SwDSampler"]]["inputs"]["seed"] = seed
@@ -81,6 +82,6 @@ def test_another_family_is_refused_and_the_server_goes_on(server):
     error = error_of(record)
     assert error["node_id"] == by_type["SwDSampler"] and error["node_type"] == "SwDSampler"
     assert error["exception_message"].startswith(
-        "SwD Sampler: the positive conditioning has an SD3 ControlNet, but the model is FLUX"), error
+        "SwD Sampler: the positive conditioning has an SD3.5 ControlNet, but the model is FLUX"), error
     # the next prompt runs
     check_success(server, server.run(prompt, timeout=600))

@@ -61,10 +61,58 @@ def state_dict(model) -> dict:
 
 
 #: ``{name: path inside the models folder}`` this family writes (for the cache manifest).
-FILES = {"sd3_controlnet": CONTROLNET_FILE}
+FILES = {"sd3_controlnet": CONTROLNET_FILE, "sd35_controlnet": f"controlnet/{paths.SD35_CONTROLNET}"}
 
 
 def write(out_dir: Path, seed: int, log) -> None:
-    """Write the SD3 ControlNet stand-in into the models folder ``out_dir``."""
+    """Write the SD3 ControlNet stand-ins (diffusers and Stability layouts) into the models folder ``out_dir``."""
     save_safetensors(state_dict(build_controlnet(seed)), Path(out_dir) / CONTROLNET_FILE)
     log("sd3 controlnet")
+    write_sd35(out_dir, seed, log)
+
+
+# --------------------------------------------------------------------------- Stability's SD3.5 layout
+
+SD35_CONTROLNET_FILE = f"controlnet/{paths.SD35_CONTROLNET}"
+#: ``control_type`` in Stability's files: 0 blur, 1 canny, 2 depth (ComfyUI preprocesses canny and depth).
+CANNY = 1
+
+
+def sd35_state_dict(seed: int = 0, control_type: int = CANNY) -> dict:
+    """A ControlNet in Stability's SD3.5 layout (``sd3.5_large_controlnet_*.safetensors``) for the stand-in.
+
+    Built as ComfyUI builds that layout (``comfy.cldm.dit_embedder.ControlNetEmbedder`` with the
+    arguments of ``comfy.controlnet.load_controlnet_sd35``) on the meta device: one block at the
+    stand-in transformer's width (64 per head, so ``y_embedder``'s width tells ComfyUI the head
+    count), random weights (``flux._random_state_dict``), written with the file's key names
+    (``comfy.utils.MMDIT_MAP_BASIC``, ComfyUI's name -> the file's) and its ``control_type``. As in
+    Stability's files there is no ``x_embedder``: ComfyUI lends the model's at run time.
+    """
+    import torch
+
+    import comfy.cldm.dit_embedder
+    import comfy.ops
+    import comfy.utils
+
+    from .flux import _random_state_dict
+
+    heads = TRANSFORMER_CONFIG["num_attention_heads"]
+    with torch.device("meta"):
+        model = comfy.cldm.dit_embedder.ControlNetEmbedder(
+            img_size=None, patch_size=2, in_chans=16, num_layers=1, main_model_double=heads, double_y_emb=False,
+            attention_head_dim=64, num_attention_heads=heads, adm_in_channels=2048,
+            device="meta", dtype=torch.float32, operations=comfy.ops.disable_weight_init)
+    shapes = {k: v.shape for k, v in model.state_dict().items() if not k.startswith("x_embedder.")}
+    sd = _random_state_dict(shapes, seed * 16 + _SEED_OFFSET + 1, torch.float32)
+    to_file = {entry[0]: entry[1] for entry in comfy.utils.MMDIT_MAP_BASIC}  # load_controlnet_sd35 reads [1] as [0]
+    out = {to_file.get(k, k): v for k, v in sd.items()}
+    out["control_type"] = torch.tensor([float(control_type)])
+    return out
+
+
+def write_sd35(out_dir: Path, seed: int, log) -> None:
+    from ..comfy_host import put_comfyui_first
+
+    put_comfyui_first(paths.COMFYUI)
+    save_safetensors(sd35_state_dict(seed), Path(out_dir) / SD35_CONTROLNET_FILE)
+    log("sd3.5 controlnet (Stability layout)")
