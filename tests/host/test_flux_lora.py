@@ -145,3 +145,35 @@ def test_flux_peft_lora_matches_peft(host, small, lora_keys, inputs, strength):
     assert (ref - diffusers_x0(transformer, inputs)).abs().max().item() > 1e-2  # the LoRA shows
     assert (ours - ref).abs().max().item() < 1e-5
     comfy.model_management.unload_all_models()
+
+
+def test_two_swd_loras_on_flux_stack_as_peft_with_both_adapters(host, small, inputs, tmp_path):
+    """SwD LoRA Loader twice on FLUX (fused qkv/linear1 slices patched by both) = PEFT with both
+    adapters active, the second at strength 0.5."""
+    from peft import PeftModel
+    from peft.tuners.lora import LoraLayer
+
+    import comfy.model_management
+
+    transformer, patcher, lora_dir = small
+    second = flux.save_peft_lora(transformer, tmp_path / "style", seed=9, r=2, lora_alpha=5)
+    host.folder_paths.add_model_folder_path("loras", str(tmp_path))
+    try:
+        import shutil
+
+        shutil.copytree(lora_dir, tmp_path / "swd_flux")
+        node = host.node("SwDLoraLoader")
+        stacked = node.execute(node.execute(patcher, "swd_flux/adapter_model.safetensors", 1.0).args[0],
+                               "style/adapter_model.safetensors", 0.5).args[0]
+    finally:
+        host.folder_paths.folder_names_and_paths["loras"][0].remove(str(tmp_path))
+    peft = PeftModel.from_pretrained(copy.deepcopy(transformer), str(lora_dir), adapter_name="swd").eval()
+    peft.load_adapter(str(second), adapter_name="style")
+    peft.base_model.set_adapter(["swd", "style"])
+    for module in peft.modules():
+        if isinstance(module, LoraLayer) and "style" in module.scaling:
+            module.scaling["style"] *= 0.5
+    ours, ref = comfy_x0(stacked, inputs), diffusers_x0(peft, inputs)
+    assert (ref - diffusers_x0(transformer, inputs)).abs().max().item() > 1e-2
+    assert (ours - ref).abs().max().item() < 1e-5
+    comfy.model_management.unload_all_models()
