@@ -91,3 +91,46 @@ def test_merged_checkpoint_and_diffusion_model_give_the_patched_latent(host, tmp
         merged = saved_latent(host, executor, node)
         assert merged.shape == patched.shape
         assert (merged - patched).abs().max().item() <= TOLERANCE, node
+
+
+def test_sdxl_merged_diffusion_model_gives_the_patched_latent(host, tmp_path):
+    """SDXL: the SwD LoRA merged by ModelSave, reloaded with UNETLoader (ComfyUI detects SDXL again)."""
+    run = uuid.uuid4().hex[:8]
+
+    def sdxl_sampling(model, clip, tag):
+        graph = sampling(model, clip, tag)
+        graph[f"sched_{tag}"]["inputs"]["preset"] = "SDXL, 4 steps"
+        graph[f"latent_{tag}"]["class_type"] = "EmptyLatentImage"
+        return graph
+
+    merge = {
+        "ckpt": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "swd-standin-sdxl.safetensors"}},
+        "lora": {"class_type": "SwDLoraLoader", "inputs": {
+            "model": ["ckpt", 0], "lora_name": "swd-standin-sdxl-lora/adapter_model.safetensors",
+            "strength_model": 1.0}},
+        "save_unet": {"class_type": "ModelSave", "inputs": {"model": ["lora", 0],
+                                                            "filename_prefix": f"diffusion_models/swd-sdxl-{run}"}},
+        **sdxl_sampling(["lora", 0], ["ckpt", 1], "patched"),
+        **sdxl_sampling(["ckpt", 0], ["ckpt", 1], "base"),
+    }
+    executor, messages = host.run_prompt(merge, "merge-sdxl")
+    assert executor.success, [m for m in messages if m[0] == "execution_error"]
+    patched = saved_latent(host, executor, "save_patched")
+    assert (patched - saved_latent(host, executor, "save_base")).abs().max().item() > 1e-2
+    folder = tmp_path / "diffusion_models"
+    folder.mkdir()
+    shutil.copy(written(host, f"diffusion_models/swd-sdxl-{run}"), folder / f"merged-sdxl-{run}.safetensors")
+    host.folder_paths.add_model_folder_path("diffusion_models", str(folder))
+    try:
+        reload = {
+            "ckpt": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "swd-standin-sdxl.safetensors"}},
+            "unet": {"class_type": "UNETLoader", "inputs": {"unet_name": f"merged-sdxl-{run}.safetensors",
+                                                            "weight_dtype": "default"}},
+            **sdxl_sampling(["unet", 0], ["ckpt", 1], "merged_unet"),
+        }
+        executor, messages = host.run_prompt(reload, "reload-sdxl")
+        assert executor.success, [m for m in messages if m[0] == "execution_error"]
+    finally:
+        host.folder_paths.folder_names_and_paths["diffusion_models"][0].remove(str(folder))
+    merged = saved_latent(host, executor, "save_merged_unet")
+    assert merged.shape == patched.shape and (merged - patched).abs().max().item() <= TOLERANCE
