@@ -283,23 +283,32 @@ def build_merge_lora(name: str) -> Graph:
     return g
 
 
+def add_base_run(g: Graph, title: str, ksampler: list, model, pos: dict, neg: dict, latent: dict, vae,
+                 save_title: str, prefix: str) -> None:
+    """The base model beside the SwD run: stock KSampler (``ksampler`` widgets) -> VAE Decode -> Save Image,
+    on the same prompts and latent; ``model`` and ``vae`` are ``(node, output)``."""
+    base = g.node("KSampler", title, (900, 760), (320, 262), ksampler)
+    decode = g.node("VAEDecode", "VAE Decode (base)", (1260, 760), (210, 46))
+    save = g.node("SaveImage", save_title, (1860, 90), (560, 620), [prefix])
+    g.link(*model, base, "model")
+    g.link(pos, "CONDITIONING", base, "positive")
+    g.link(neg, "CONDITIONING", base, "negative")
+    g.link(latent, "LATENT", base, "latent_image")
+    g.link(base, "LATENT", decode, "samples")
+    g.link(*vae, decode, "vae")
+    g.link(decode, "IMAGE", save, "images")
+
+
 def build_vs_base(name: str) -> Graph:
     """The same prompt and seed: SwD (LoRA + SwD Sampler, 6 steps) beside the base model (KSampler, 28 steps)."""
     g = build_txt2img(name, "large", 6)
     by_type = _by_type(g)
     pos, neg = [n for n in g.nodes if n["type"] == "CLIPTextEncode"]
     neg["title"] = "Negative Prompt (base run only)"
-    base = g.node("KSampler", f"Base SD3.5 Large: {BASE_STEPS} steps, cfg {BASE_CFG}", (900, 760), (320, 262),
-                  [SEED, "fixed", BASE_STEPS, BASE_CFG, BASE_SAMPLER, BASE_SCHEDULER, 1.0])
-    decode = g.node("VAEDecode", "VAE Decode (base)", (1260, 760), (210, 46))
-    save = g.node("SaveImage", "Base model (28 steps)", (1860, 90), (560, 620), ["swd/large-base-28-steps"])
-    g.link(by_type["CheckpointLoaderSimple"], "MODEL", base, "model")
-    g.link(pos, "CONDITIONING", base, "positive")
-    g.link(neg, "CONDITIONING", base, "negative")
-    g.link(by_type["EmptySD3LatentImage"], "LATENT", base, "latent_image")
-    g.link(base, "LATENT", decode, "samples")
-    g.link(by_type["CheckpointLoaderSimple"], "VAE", decode, "vae")
-    g.link(decode, "IMAGE", save, "images")
+    add_base_run(g, f"Base SD3.5 Large: {BASE_STEPS} steps, cfg {BASE_CFG}",
+                 [SEED, "fixed", BASE_STEPS, BASE_CFG, BASE_SAMPLER, BASE_SCHEDULER, 1.0],
+                 (by_type["CheckpointLoaderSimple"], "MODEL"), pos, neg, by_type["EmptySD3LatentImage"],
+                 (by_type["CheckpointLoaderSimple"], "VAE"), "Base model (28 steps)", "swd/large-base-28-steps")
     by_type["SaveImage"]["title"] = "SwD (6 steps)"
     by_type["SaveImage"]["widgets_values"][0] = "swd/large-6-steps-vs-base"
     _note(g, "beside the base model", (

@@ -1,7 +1,17 @@
 """The SDXL workflow (``make_workflows`` writes it; shared settings live there)."""
 from __future__ import annotations
 
-from make_workflows import CUSTOM_SCALES, CUSTOM_SIGMAS, HF, NEGATIVE, PROMPT, RESOLUTION, sample_and_save
+from make_workflows import (
+    CUSTOM_SCALES,
+    CUSTOM_SIGMAS,
+    HF,
+    NEGATIVE,
+    PROMPT,
+    RESOLUTION,
+    SEED,
+    add_base_run,
+    sample_and_save,
+)
 from workflow_graph import PACK_ID, Graph
 
 SDXL_PRESET = "SDXL, 4 steps"
@@ -66,5 +76,32 @@ def build_sdxl(name: str) -> Graph:
     return g
 
 
+#: SDXL base as people usually run it: 30 steps, cfg 7, euler / normal (ComfyUI's SDXL example uses
+#: euler / normal at cfg 8 and 20-25 steps).
+BASE_STEPS, BASE_CFG, BASE_SAMPLER, BASE_SCHEDULER = 30, 7.0, "euler", "normal"
+
+
+def build_sdxl_vs_base(name: str) -> Graph:
+    """SwD SDXL (LoRA + SwD Sampler, 4 steps) beside SDXL base alone (KSampler, 30 steps, cfg 7)."""
+    g = build_sdxl(name)
+    by_type = {n["type"]: n for n in g.nodes}
+    pos, neg = [n for n in g.nodes if n["type"] == "CLIPTextEncode"]
+    neg["title"] = "Negative Prompt (base run only)"
+    loader = by_type["CheckpointLoaderSimple"]
+    add_base_run(g, f"Base SDXL: {BASE_STEPS} steps, cfg {BASE_CFG:g}",
+                 [SEED, "fixed", BASE_STEPS, BASE_CFG, BASE_SAMPLER, BASE_SCHEDULER, 1.0], (loader, "MODEL"),
+                 pos, neg, by_type["EmptyLatentImage"], (loader, "VAE"), f"Base model ({BASE_STEPS} steps)",
+                 f"swd/sdxl-base-{BASE_STEPS}-steps")
+    by_type["SaveImage"]["title"] = "SwD (4 steps)"
+    by_type["SaveImage"]["widgets_values"][0] = "swd/sdxl-4-steps-vs-base"
+    by_type["MarkdownNote"]["widgets_values"][0] += (
+        f"\n### The comparison\nThe same prompt, seed ({SEED}) and size through SDXL base alone: stock "
+        f"**KSampler**, {BASE_STEPS} steps, cfg {BASE_CFG:g}, {BASE_SAMPLER} / {BASE_SCHEDULER} (the negative "
+        "prompt is used there). The two images are not the same picture (different samplers draw different "
+        "noise): compare quality and time (the queue shows each node's time).\n")
+    return g
+
+
 def build_all() -> dict[str, Graph]:
-    return {"swd-sdxl-4-steps": build_sdxl("swd-sdxl-4-steps")}
+    return {"swd-sdxl-4-steps": build_sdxl("swd-sdxl-4-steps"),
+            "swd-sdxl-4-steps-vs-base": build_sdxl_vs_base("swd-sdxl-4-steps-vs-base")}

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import safetensors.torch
 import torch
 from PIL import Image
 
 import make_workflows
+import workflows_sdxl
 from harness import standin_workflow
 from harness.paths import MODELS, SD3_CHECKPOINT
 from harness.shipped_workflows import api
@@ -41,10 +43,12 @@ def test_merge_workflow_writes_a_merged_checkpoint(server):
     assert all(merged[k].dtype == base[k].dtype for k in mmdit)
 
 
-def test_vs_base_workflow_renders_both(server):
-    prompt = standin_workflow.use_standins(api("swd-sd3.5-large-vs-base"), server.object_info())
+@pytest.mark.parametrize("name,base_steps", [("swd-sd3.5-large-vs-base", make_workflows.BASE_STEPS),
+                                             ("swd-sdxl-4-steps-vs-base", workflows_sdxl.BASE_STEPS)])
+def test_vs_base_workflow_renders_both(server, name, base_steps):
+    prompt = standin_workflow.use_standins(api(name), server.object_info())
     for node in prompt.values():
-        if node["class_type"] == "EmptySD3LatentImage":
+        if node["class_type"] in ("EmptySD3LatentImage", "EmptyLatentImage"):
             node["inputs"]["width"] = node["inputs"]["height"] = TEST_SIZE
     record = server.run(prompt, timeout=600)
     errors = [m for m in record["messages"] if m["type"] == "execution_error"]
@@ -52,7 +56,7 @@ def test_vs_base_workflow_renders_both(server):
     base_id = next(i for i, n in prompt.items() if n["class_type"] == "KSampler")
     progress = [m["data"]["value"] for m in record["messages"]
                 if m["type"] == "progress" and m["data"]["node"] == base_id]
-    assert progress[-1] == make_workflows.BASE_STEPS
+    assert progress[-1] == base_steps
     saves = [i for i, n in prompt.items() if n["class_type"] == "SaveImage"]
     assert len(saves) == 2
     pixels = []
