@@ -1,7 +1,17 @@
 """The FLUX.1-dev workflows (``make_workflows`` writes them; shared settings live there)."""
 from __future__ import annotations
 
-from make_workflows import CUSTOM_SCALES, CUSTOM_SIGMAS, HF, NEGATIVE, PROMPT, RESOLUTION, sample_and_save
+from make_workflows import (
+    CUSTOM_SCALES,
+    CUSTOM_SIGMAS,
+    HF,
+    NEGATIVE,
+    PROMPT,
+    RESOLUTION,
+    SEED,
+    add_base_run,
+    sample_and_save,
+)
 from workflow_graph import PACK_ID, Graph
 
 FLUX_GUIDANCE = 4.5  # what yresearch/swd_flux was distilled with
@@ -82,8 +92,36 @@ def build_flux(name: str, variant: str) -> Graph:
     return g
 
 
+#: FLUX.1-dev as people usually run it: 30 steps (the SwD paper's FLUX baseline), euler / simple, cfg 1 and
+#: FluxGuidance 3.5 (ComfyUI's FLUX.1-dev example and Black Forest Labs' default).
+BASE_STEPS, BASE_GUIDANCE = 30, 3.5
+
+
+def build_flux_vs_base(name: str) -> Graph:
+    """SwD FLUX (LoRA + SwD Sampler, 4 steps, guidance 4.5) beside FLUX.1-dev alone (KSampler, 30 steps, 3.5)."""
+    g = build_flux(name, "bf16")
+    by_type = {n["type"]: n for n in g.nodes}
+    pos, neg = [n for n in g.nodes if n["type"] == "CLIPTextEncode"]
+    base_guidance = g.node("FluxGuidance", f"FluxGuidance (base: {BASE_GUIDANCE:g})", (430, 660), (320, 58),
+                           [BASE_GUIDANCE])
+    g.link(pos, "CONDITIONING", base_guidance, "conditioning")
+    add_base_run(g, f"Base FLUX.1-dev: {BASE_STEPS} steps, guidance {BASE_GUIDANCE:g}",
+                 [SEED, "fixed", BASE_STEPS, 1.0, "euler", "simple", 1.0], (by_type["UNETLoader"], "MODEL"),
+                 base_guidance, neg, by_type["EmptySD3LatentImage"], (by_type["VAELoader"], "VAE"),
+                 f"Base model ({BASE_STEPS} steps)", f"swd/flux1-dev-base-{BASE_STEPS}-steps")
+    by_type["SaveImage"]["title"] = "SwD (4 steps)"
+    by_type["SaveImage"]["widgets_values"][0] = "swd/flux1-dev-4-steps-vs-base"
+    by_type["MarkdownNote"]["widgets_values"][0] += (
+        f"\n### The comparison\nThe same prompt, seed ({SEED}) and size through FLUX.1-dev alone: stock "
+        f"**KSampler**, {BASE_STEPS} steps, euler / simple, cfg 1, FluxGuidance {BASE_GUIDANCE:g} (FLUX.1-dev's "
+        "usual setting; the SwD LoRA was distilled at 4.5). The two images are not the same picture "
+        "(different samplers draw different noise): compare quality and time.\n")
+    return g
+
+
 def build_all() -> dict[str, Graph]:
     return {"swd-flux1-dev-4-steps": build_flux("swd-flux1-dev-4-steps", "bf16"),
-            "swd-flux1-dev-4-steps-fp8": build_flux("swd-flux1-dev-4-steps-fp8", "fp8")}
+            "swd-flux1-dev-4-steps-fp8": build_flux("swd-flux1-dev-4-steps-fp8", "fp8"),
+            "swd-flux1-dev-4-steps-vs-base": build_flux_vs_base("swd-flux1-dev-4-steps-vs-base")}
 
 

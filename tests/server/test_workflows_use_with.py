@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 import make_workflows
+import workflows_flux
 import workflows_sdxl
 from harness import standin_workflow
 from harness.paths import MODELS, SD3_CHECKPOINT
@@ -44,7 +45,8 @@ def test_merge_workflow_writes_a_merged_checkpoint(server):
 
 
 @pytest.mark.parametrize("name,base_steps", [("swd-sd3.5-large-vs-base", make_workflows.BASE_STEPS),
-                                             ("swd-sdxl-4-steps-vs-base", workflows_sdxl.BASE_STEPS)])
+                                             ("swd-sdxl-4-steps-vs-base", workflows_sdxl.BASE_STEPS),
+                                             ("swd-flux1-dev-4-steps-vs-base", workflows_flux.BASE_STEPS)])
 def test_vs_base_workflow_renders_both(server, name, base_steps):
     prompt = standin_workflow.use_standins(api(name), server.object_info())
     for node in prompt.values():
