@@ -45,5 +45,6 @@ FLUX_VAE = "swd-standin-flux-ae.safetensors"  # in vae/
 FLUX_LORA_DIR = "swd-standin-flux-lora"  # in loras/
 FLUX_LORA = f"{FLUX_LORA_DIR}/adapter_model.safetensors"
 SDXL_CHECKPOINT = "swd-standin-sdxl.safetensors"  # in checkpoints/
+SDXL_CONTROLNET = "swd-standin-sdxl-controlnet.safetensors"  # in controlnet/
 SDXL_LORA_DIR = "swd-standin-sdxl-lora"  # in loras/
 SDXL_LORA = f"{SDXL_LORA_DIR}/adapter_model.safetensors"

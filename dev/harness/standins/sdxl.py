@@ -218,8 +218,10 @@ CLIP_G_CONFIG = dict(hidden_size=1280, intermediate_size=5120, num_hidden_layers
 
 CHECKPOINT_FILE = f"checkpoints/{paths.SDXL_CHECKPOINT}"
 LORA_DIR = f"loras/{paths.SDXL_LORA_DIR}"
+CONTROLNET_FILE = f"controlnet/{paths.SDXL_CONTROLNET}"
 FILES = {
     "sdxl_checkpoint": CHECKPOINT_FILE,
+    "sdxl_controlnet": CONTROLNET_FILE,
     "sdxl_lora_config": f"{LORA_DIR}/adapter_config.json",
     "sdxl_lora_weights": f"{LORA_DIR}/adapter_model.safetensors",
 }
@@ -261,6 +263,23 @@ def checkpoint_state_dict(seed: int = 0, dtype: torch.dtype = torch.float16) -> 
     model_config = comfy.supported_models.SDXL(dict(CHECKPOINT_UNET_CONFIG))
     out.update(model_config.process_clip_state_dict_for_saving(clip))
     return out
+
+
+def controlnet_state_dict(seed: int = 0, dtype: torch.dtype = torch.float16) -> dict:
+    """An SDXL ControlNet for the checkpoint stand-in, in the LDM layout of the SDXL ControlNets people load
+    with ``ControlNetLoader`` (``input_hint_block``, ``zero_convs``, ``middle_block_out``; ComfyUI's
+    detection calls its encoder SDXL). ComfyUI's ``comfy.cldm.cldm.ControlNet`` for
+    ``CHECKPOINT_UNET_CONFIG`` (a 3-channel pixel hint), built on the meta device, random weights
+    (the zero convolutions too, so that it acts)."""
+    import comfy.cldm.cldm
+    import comfy.ops
+
+    config = {k: v for k, v in CHECKPOINT_UNET_CONFIG.items() if k != "out_channels"}
+    with torch.device("meta"):
+        model = comfy.cldm.cldm.ControlNet(**config, hint_channels=3, device="meta",
+                                           operations=comfy.ops.disable_weight_init)
+    shapes = {k: v.shape for k, v in model.state_dict().items()}
+    return _random_state_dict(shapes, _sub_seed(seed, "file") + 2, dtype)
 
 
 def write_lora(models_dir, seed: int = 0) -> Path:
@@ -310,5 +329,7 @@ def write(out_dir: Path, seed: int, log) -> None:
     out_dir = Path(out_dir)
     save_safetensors(checkpoint_state_dict(seed), out_dir / CHECKPOINT_FILE)
     log("sdxl checkpoint")
+    save_safetensors(controlnet_state_dict(seed), out_dir / CONTROLNET_FILE)
+    log("sdxl controlnet")
     write_lora(out_dir, seed)
     log("sdxl lora")
