@@ -134,3 +134,51 @@ def test_sdxl_merged_diffusion_model_gives_the_patched_latent(host, tmp_path):
         host.folder_paths.folder_names_and_paths["diffusion_models"][0].remove(str(folder))
     merged = saved_latent(host, executor, "save_merged_unet")
     assert merged.shape == patched.shape and (merged - patched).abs().max().item() <= TOLERANCE
+
+
+def test_flux_merged_diffusion_model_gives_the_patched_latent(host, tmp_path):
+    """FLUX.1-dev: the SwD LoRA (fused qkv/linear1 slices) merged by ModelSave, reloaded with UNETLoader."""
+    run = uuid.uuid4().hex[:8]
+
+    def flux_sampling(model, tag):
+        graph = sampling(model, ["clip", 0], tag)
+        graph[f"sched_{tag}"]["inputs"]["preset"] = "FLUX.1-dev, 4 steps"
+        graph[f"guidance_{tag}"] = {"class_type": "FluxGuidance", "inputs": {"conditioning": [f"pos_{tag}", 0],
+                                                                             "guidance": 4.5}}
+        graph[f"sampler_{tag}"]["inputs"]["positive"] = [f"guidance_{tag}", 0]
+        return graph
+
+    clip = {"clip": {"class_type": "CLIPLoader", "inputs": {"clip_name": CLIP_L, "type": "stable_diffusion"}}}
+    merge = {
+        **clip,
+        "unet": {"class_type": "UNETLoader", "inputs": {"unet_name": "swd-standin-flux1-dev.safetensors",
+                                                        "weight_dtype": "default"}},
+        "lora": {"class_type": "SwDLoraLoader", "inputs": {
+            "model": ["unet", 0], "lora_name": "swd-standin-flux-lora/adapter_model.safetensors",
+            "strength_model": 1.0}},
+        "save_unet": {"class_type": "ModelSave", "inputs": {"model": ["lora", 0],
+                                                            "filename_prefix": f"diffusion_models/swd-flux-{run}"}},
+        **flux_sampling(["lora", 0], "patched"),
+        **flux_sampling(["unet", 0], "base"),
+    }
+    executor, messages = host.run_prompt(merge, "merge-flux")
+    assert executor.success, [m for m in messages if m[0] == "execution_error"]
+    patched = saved_latent(host, executor, "save_patched")
+    assert (patched - saved_latent(host, executor, "save_base")).abs().max().item() > 1e-2
+    folder = tmp_path / "diffusion_models"
+    folder.mkdir()
+    shutil.copy(written(host, f"diffusion_models/swd-flux-{run}"), folder / f"merged-flux-{run}.safetensors")
+    host.folder_paths.add_model_folder_path("diffusion_models", str(folder))
+    try:
+        reload = {
+            **clip,
+            "merged": {"class_type": "UNETLoader", "inputs": {"unet_name": f"merged-flux-{run}.safetensors",
+                                                              "weight_dtype": "default"}},
+            **flux_sampling(["merged", 0], "merged_unet"),
+        }
+        executor, messages = host.run_prompt(reload, "reload-flux")
+        assert executor.success, [m for m in messages if m[0] == "execution_error"]
+    finally:
+        host.folder_paths.folder_names_and_paths["diffusion_models"][0].remove(str(folder))
+    merged = saved_latent(host, executor, "save_merged_unet")
+    assert merged.shape == patched.shape and (merged - patched).abs().max().item() <= TOLERANCE
