@@ -25,6 +25,7 @@ from ..swd_core import families
 from . import regional
 from ._api import SwDScheduleType, io, schema, ui
 from .controlnet_check import check_controlnets
+from .schedule import schedule_sigmas
 
 NODE_SAMPLER = "SwD Sampler"
 NODE_SAMPLER_SAMPLER = "SwD Sampler (SAMPLER)"
@@ -109,12 +110,6 @@ def latent_multiple(diffusion_model):
     if patch is None and hasattr(diffusion_model, "channel_mult"):
         return 2 ** (len(diffusion_model.channel_mult) - 1)
     return 2 if patch is None else patch
-
-
-def schedule_sigmas(schedule: swd_core.Schedule, family: swd_core.ModelFamily, model_sampling) -> list[float]:
-    """The schedule's values as the model's ComfyUI sigmas (SDXL: DDPM times via ``model_sampling.sigma``)."""
-    return swd_core.model_sigmas(schedule.sigmas, family.prediction,
-                                 lambda t: model_sampling.sigma(torch.tensor(t, dtype=torch.float32)))
 
 
 def host_sigmas_and_scales(schedule, family, model_sampling, sigmas: torch.Tensor):

@@ -79,6 +79,10 @@ def comfy_sigmas(schedule: swd_core.Schedule) -> list[float]:
     family = swd_core.family_named(schedule.family)
     if family is None:
         return list(schedule.sigmas)
-    ddpm = comfy.model_sampling.ModelSamplingDiscrete()
+    return schedule_sigmas(schedule, family, comfy.model_sampling.ModelSamplingDiscrete())
+
+
+def schedule_sigmas(schedule: swd_core.Schedule, family: swd_core.ModelFamily, model_sampling) -> list[float]:
+    """The schedule's values as ComfyUI sigmas of ``model_sampling`` (SDXL: DDPM times via ``sigma(t)``)."""
     return swd_core.model_sigmas(schedule.sigmas, family.prediction,
-                                 lambda t: ddpm.sigma(torch.tensor(t, dtype=torch.float32)))
+                                 lambda t: model_sampling.sigma(torch.tensor(t, dtype=torch.float32)))
