@@ -193,6 +193,17 @@ def _noise(generator, device, batch: int) -> Callable[[Sequence[int]], torch.Ten
                                      dtype=torch.float32).to(device)
 
 
+def start_latent(latents, noise, shape: tuple, device) -> torch.Tensor:
+    """The pure-noise start latent ``shape`` at the first step: the user's ``latents`` (checked, float32)
+    or the first draw of ``noise``."""
+    if latents is None:
+        return noise(shape)
+    if tuple(latents.shape) != shape:
+        raise SwDError(f"latents {tuple(latents.shape)} must be the start latent {shape} (batch, channels, "
+                       f"first step's size)")
+    return latents.to(device=device, dtype=torch.float32)
+
+
 @torch.no_grad()
 def run(
     pipe,
@@ -362,14 +373,7 @@ def run(
     model_dtype = next(transformer.parameters()).dtype
     channels = transformer.config.in_channels
     noise = _noise(generator, device, batch)
-    start_shape = (batch, channels, *sizes[0])
-    if latents is None:
-        x = noise(start_shape)
-    else:
-        if tuple(latents.shape) != start_shape:
-            raise SwDError(f"latents {tuple(latents.shape)} must be the start latent {start_shape} (batch, "
-                           f"channels, first step's size)")
-        x = latents.to(device=device, dtype=torch.float32)
+    x = start_latent(latents, noise, (batch, channels, *sizes[0]), device)
 
     def denoiser(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         model_in = torch.cat([x, x]) if do_cfg else x
@@ -425,14 +429,7 @@ def _run_flux(pipe, prompt, *, prompt_2, sigmas, timesteps, scales, preset, heig
     model_dtype = next(transformer.parameters()).dtype
     channels = transformer.config.in_channels // 4  # packed 2x2 patches
     noise = _noise(generator, device, batch)
-    start_shape = (batch, channels, *sizes[0])
-    if latents is None:
-        x = noise(start_shape)
-    elif tuple(latents.shape) != start_shape:
-        raise SwDError(f"latents {tuple(latents.shape)} must be the start latent {start_shape} (batch, channels, "
-                       f"first step's size)")
-    else:
-        x = latents.to(device=device, dtype=torch.float32)
+    x = start_latent(latents, noise, (batch, channels, *sizes[0]), device)
     guidance_in = (torch.full((batch,), guidance, device=device, dtype=torch.float32)
                    if transformer.config.guidance_embeds else None)
 

@@ -23,7 +23,7 @@ import math
 
 import torch
 
-from .diffusers_run import _finish, _floats, _noise, _sample, resolve_schedule, resolve_sizes
+from .diffusers_run import _finish, _floats, _noise, _sample, resolve_schedule, resolve_sizes, start_latent
 from .errors import SwDError
 from .schedules import ddpm_timesteps
 
@@ -105,14 +105,7 @@ def run_sdxl(pipe, prompt, *, prompt_2, sigmas, timesteps, scales, preset, heigh
     sigmas_ve = [math.sqrt((1 - float(ac[t])) / float(ac[t])) for t in times] + [0.0]
     model_dtype = next(unet.parameters()).dtype
     noise = _noise(generator, device, batch)
-    start_shape = (batch, unet.config.in_channels, *sizes[0])
-    if latents is None:
-        start = noise(start_shape)
-    elif tuple(latents.shape) != start_shape:
-        raise SwDError(f"latents {tuple(latents.shape)} must be the start latent {start_shape} (batch, channels, "
-                       f"first step's size)")
-    else:
-        start = latents.to(device=device, dtype=torch.float32)
+    start = start_latent(latents, noise, (batch, unet.config.in_channels, *sizes[0]), device)
     x = start * math.sqrt(1 + sigmas_ve[0] ** 2)  # unit-variance noise at the first time, in VE form
 
     def denoiser(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
