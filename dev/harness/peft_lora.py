@@ -29,11 +29,23 @@ def comfy_patched(host, patcher, lora_dir: Path, strength: float):
 
 def peft_scaled(model, lora_dir: Path, strength: float):
     """PEFT's own LoRA on a copy of the diffusers ``model``, every module's scale times ``strength``."""
+    return peft_stacked(model, [(lora_dir, strength)])
+
+
+def peft_stacked(model, adapters: list[tuple[Path, float]]):
+    """PEFT with every ``(folder, strength)`` of ``adapters`` loaded on a copy of ``model`` and active at
+    once, each adapter's scale times its strength (PEFT adds each active adapter's ``scale * B @ A x``)."""
     from peft import PeftModel
     from peft.tuners.lora import LoraLayer
 
-    peft = PeftModel.from_pretrained(copy.deepcopy(model), str(lora_dir)).eval()
+    names = [f"a{i}" for i in range(len(adapters))]
+    peft = PeftModel.from_pretrained(copy.deepcopy(model), str(adapters[0][0]), adapter_name=names[0]).eval()
+    for name, (folder, _) in zip(names[1:], adapters[1:]):
+        peft.load_adapter(str(folder), adapter_name=name)
+    peft.base_model.set_adapter(names)
     for module in peft.modules():
         if isinstance(module, LoraLayer):
-            module.scale_layer(strength)
+            for name, (_, strength) in zip(names, adapters):
+                if name in module.scaling:
+                    module.scaling[name] *= strength
     return peft

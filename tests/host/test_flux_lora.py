@@ -10,6 +10,7 @@ import importlib
 import pytest
 import torch
 
+from harness import peft_lora
 from harness.reference import flux as reference
 from harness.standins import flux
 
@@ -48,18 +49,6 @@ def read_lora(host, lora_dir):
     swd_lora = importlib.import_module(host.swd_core.__name__ + ".lora")
     sd = comfy.utils.load_torch_file(str(lora_dir / "adapter_model.safetensors"), safe_load=True)
     return swd_lora.with_peft_alphas(sd, swd_lora.read_adapter_config(lora_dir / "adapter_config.json"))
-
-
-def peft_model(transformer, lora_dir, strength):
-    """PEFT's own LoRA on a copy of the diffusers model, every module's scale times ``strength``."""
-    from peft import PeftModel
-    from peft.tuners.lora import LoraLayer
-
-    model = PeftModel.from_pretrained(copy.deepcopy(transformer), str(lora_dir)).eval()
-    for module in model.modules():
-        if isinstance(module, LoraLayer):
-            module.scale_layer(strength)
-    return model
 
 
 def comfy_x0(patcher, inputs):
@@ -128,7 +117,7 @@ def test_flux_peft_lora_matches_peft(host, small, lora_keys, inputs, strength):
     applied = patched.add_patches(loaded, strength)
     assert len(applied) == n_modules
 
-    peft = peft_model(transformer, lora_dir, strength)
+    peft = peft_lora.peft_scaled(transformer, lora_dir, strength)
     merged = flux.comfy_state_dict(copy.deepcopy(peft).merge_and_unload().state_dict())
     plain = flux.comfy_state_dict(transformer.state_dict())
     comfy.model_management.load_models_gpu([patched])
@@ -150,9 +139,6 @@ def test_flux_peft_lora_matches_peft(host, small, lora_keys, inputs, strength):
 def test_two_swd_loras_on_flux_stack_as_peft_with_both_adapters(host, small, inputs, tmp_path):
     """SwD LoRA Loader twice on FLUX (fused qkv/linear1 slices patched by both) = PEFT with both
     adapters active, the second at strength 0.5."""
-    from peft import PeftModel
-    from peft.tuners.lora import LoraLayer
-
     import comfy.model_management
 
     transformer, patcher, lora_dir = small
@@ -167,12 +153,7 @@ def test_two_swd_loras_on_flux_stack_as_peft_with_both_adapters(host, small, inp
                                "style/adapter_model.safetensors", 0.5).args[0]
     finally:
         host.folder_paths.folder_names_and_paths["loras"][0].remove(str(tmp_path))
-    peft = PeftModel.from_pretrained(copy.deepcopy(transformer), str(lora_dir), adapter_name="swd").eval()
-    peft.load_adapter(str(second), adapter_name="style")
-    peft.base_model.set_adapter(["swd", "style"])
-    for module in peft.modules():
-        if isinstance(module, LoraLayer) and "style" in module.scaling:
-            module.scaling["style"] *= 0.5
+    peft = peft_lora.peft_stacked(transformer, [(lora_dir, 1.0), (second, 0.5)])
     ours, ref = comfy_x0(stacked, inputs), diffusers_x0(peft, inputs)
     assert (ref - diffusers_x0(transformer, inputs)).abs().max().item() > 1e-2
     assert (ours - ref).abs().max().item() < 1e-5

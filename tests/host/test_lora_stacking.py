@@ -9,8 +9,8 @@ import pytest
 import safetensors.torch
 import torch
 from diffusers import SD3Transformer2DModel
-from peft import PeftModel
 
+from harness import peft_lora
 from harness.paths import MODELS, SD3_LORA_DIR
 from harness.standins import sd3 as standins
 
@@ -66,13 +66,8 @@ def peft_x0(adapter_dirs, inputs):
     """x0 of diffusers + PEFT with every adapter in ``adapter_dirs`` active at once."""
     x, ctx, pooled = inputs
     transformer = SD3Transformer2DModel.from_pretrained(MODELS / standins.TRANSFORMER_DIR)
-    names = [f"a{i}" for i in range(len(adapter_dirs))]
-    model = PeftModel.from_pretrained(transformer, str(adapter_dirs[0]), adapter_name=names[0])
-    for name, d in zip(names[1:], adapter_dirs[1:]):
-        model.load_adapter(str(d), adapter_name=name)
-    model.base_model.set_adapter(names)
-    model.eval()
-    assert sorted(model.base_model.active_adapters) == sorted(names)
+    model = peft_lora.peft_stacked(transformer, [(d, 1.0) for d in adapter_dirs])
+    assert sorted(model.base_model.active_adapters) == sorted(f"a{i}" for i in range(len(adapter_dirs)))
     with torch.no_grad():
         v = model(hidden_states=x, encoder_hidden_states=ctx, pooled_projections=pooled,
                   timestep=torch.tensor([SIGMA * 1000])).sample

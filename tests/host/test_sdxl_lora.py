@@ -5,7 +5,6 @@ ComfyUI's SDXL key map spells the diffusers names ``unet.<name>`` with ``.proces
 ``.processor.to_out`` and has no ``base_model.model.`` spelling; ``nodes/lora_keys.py`` adds
 it. The stand-in LoRA targets linear layers and the ResNets' convolutions (4-D pairs).
 """
-import copy
 
 import pytest
 import safetensors.torch
@@ -99,22 +98,13 @@ def test_the_sd35_standin_lora_on_sdxl_is_refused(host, small):
 
 def test_two_swd_loader_loras_stack_as_peft_with_both_adapters(host, loras, small):
     """SwD LoRA Loader twice on SDXL (the second with alpha != r) = PEFT with both adapters active."""
-    from peft import PeftModel
-
     unet, model = small
     first = sdxl.save_peft_lora(unet, loras / "swd-sdxl", seed=1)
     second = sdxl.save_peft_lora(unet, loras / "style", seed=7, r=2, lora_alpha=5)
     node = host.node("SwDLoraLoader")
     stacked = node.execute(node.execute(model, "swd-sdxl/adapter_model.safetensors", 1.0).args[0],
                            "style/adapter_model.safetensors", 0.5).args[0]
-    peft = PeftModel.from_pretrained(copy.deepcopy(unet), str(first), adapter_name="swd").eval()
-    peft.load_adapter(str(second), adapter_name="style")
-    peft.base_model.set_adapter(["swd", "style"])
-    from peft.tuners.lora import LoraLayer
-
-    for module in peft.modules():
-        if isinstance(module, LoraLayer) and "style" in module.scaling:
-            module.scaling["style"] *= 0.5
+    peft = peft_lora.peft_stacked(unet, [(first, 1.0), (second, 0.5)])
     g = torch.Generator().manual_seed(6)
     x, ctx, pooled = torch.randn(1, 4, 16, 16, generator=g), torch.randn(1, 7, 32, generator=g), torch.randn(
         1, sdxl.POOLED_FEATURES, generator=g)
