@@ -9,6 +9,7 @@ import pathlib
 import shutil
 import uuid
 
+import pytest
 import safetensors.torch
 
 CKPT = "swd-standin-sd35.safetensors"
@@ -93,90 +94,66 @@ def test_merged_checkpoint_and_diffusion_model_give_the_patched_latent(host, tmp
         assert (merged - patched).abs().max().item() <= TOLERANCE, node
 
 
-def test_sdxl_merged_diffusion_model_gives_the_patched_latent(host, tmp_path):
-    """SDXL: the SwD LoRA merged by ModelSave, reloaded with UNETLoader (ComfyUI detects SDXL again)."""
+def sdxl_sampling(model, tag):
+    graph = sampling(model, ["base", 1], tag)  # the checkpoint's CLIP-L + CLIP-G
+    graph[f"sched_{tag}"]["inputs"]["preset"] = "SDXL, 4 steps"
+    graph[f"latent_{tag}"]["class_type"] = "EmptyLatentImage"
+    return graph
+
+
+def flux_sampling(model, tag):
+    graph = sampling(model, ["clip", 0], tag)
+    graph[f"sched_{tag}"]["inputs"]["preset"] = "FLUX.1-dev, 4 steps"
+    graph[f"guidance_{tag}"] = {"class_type": "FluxGuidance", "inputs": {"conditioning": [f"pos_{tag}", 0],
+                                                                         "guidance": 4.5}}
+    graph[f"sampler_{tag}"]["inputs"]["positive"] = [f"guidance_{tag}", 0]
+    return graph
+
+
+#: family -> (the base model's loader node, nodes both prompts share, the LoRA, the sampling graph)
+FAMILY_MERGES = {
+    "sdxl": ({"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "swd-standin-sdxl.safetensors"}},
+             {}, "swd-standin-sdxl-lora/adapter_model.safetensors", sdxl_sampling),
+    "flux": ({"class_type": "UNETLoader", "inputs": {"unet_name": "swd-standin-flux1-dev.safetensors",
+                                                     "weight_dtype": "default"}},
+             {"clip": {"class_type": "CLIPLoader", "inputs": {"clip_name": CLIP_L, "type": "stable_diffusion"}}},
+             "swd-standin-flux-lora/adapter_model.safetensors", flux_sampling),
+}
+
+
+@pytest.mark.parametrize("family", sorted(FAMILY_MERGES))
+def test_merged_diffusion_model_gives_the_patched_latent(host, tmp_path, family):
+    """SDXL and FLUX.1-dev: the SwD LoRA merged by ModelSave (on FLUX into the fused qkv/linear1 weights),
+    reloaded with UNETLoader (ComfyUI detects the model again), gives the patched model's latent."""
+    base, shared, lora, family_sampling = FAMILY_MERGES[family]
     run = uuid.uuid4().hex[:8]
-
-    def sdxl_sampling(model, clip, tag):
-        graph = sampling(model, clip, tag)
-        graph[f"sched_{tag}"]["inputs"]["preset"] = "SDXL, 4 steps"
-        graph[f"latent_{tag}"]["class_type"] = "EmptyLatentImage"
-        return graph
-
     merge = {
-        "ckpt": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "swd-standin-sdxl.safetensors"}},
-        "lora": {"class_type": "SwDLoraLoader", "inputs": {
-            "model": ["ckpt", 0], "lora_name": "swd-standin-sdxl-lora/adapter_model.safetensors",
-            "strength_model": 1.0}},
-        "save_unet": {"class_type": "ModelSave", "inputs": {"model": ["lora", 0],
-                                                            "filename_prefix": f"diffusion_models/swd-sdxl-{run}"}},
-        **sdxl_sampling(["lora", 0], ["ckpt", 1], "patched"),
-        **sdxl_sampling(["ckpt", 0], ["ckpt", 1], "base"),
+        **shared,
+        "base": base,
+        "lora": {"class_type": "SwDLoraLoader", "inputs": {"model": ["base", 0], "lora_name": lora,
+                                                           "strength_model": 1.0}},
+        "save_unet": {"class_type": "ModelSave", "inputs": {
+            "model": ["lora", 0], "filename_prefix": f"diffusion_models/swd-{family}-{run}"}},
+        **family_sampling(["lora", 0], "patched"),
+        **family_sampling(["base", 0], "base"),
     }
-    executor, messages = host.run_prompt(merge, "merge-sdxl")
+    executor, messages = host.run_prompt(merge, f"merge-{family}")
     assert executor.success, [m for m in messages if m[0] == "execution_error"]
     patched = saved_latent(host, executor, "save_patched")
     assert (patched - saved_latent(host, executor, "save_base")).abs().max().item() > 1e-2
     folder = tmp_path / "diffusion_models"
     folder.mkdir()
-    shutil.copy(written(host, f"diffusion_models/swd-sdxl-{run}"), folder / f"merged-sdxl-{run}.safetensors")
+    merged_name = f"merged-{family}-{run}.safetensors"
+    shutil.copy(written(host, f"diffusion_models/swd-{family}-{run}"), folder / merged_name)
     host.folder_paths.add_model_folder_path("diffusion_models", str(folder))
     try:
         reload = {
-            "ckpt": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "swd-standin-sdxl.safetensors"}},
-            "unet": {"class_type": "UNETLoader", "inputs": {"unet_name": f"merged-sdxl-{run}.safetensors",
-                                                            "weight_dtype": "default"}},
-            **sdxl_sampling(["unet", 0], ["ckpt", 1], "merged_unet"),
+            **shared,
+            "base": base,  # its CLIP (SDXL); the merged model replaces its MODEL
+            "merged": {"class_type": "UNETLoader", "inputs": {"unet_name": merged_name, "weight_dtype": "default"}},
+            **family_sampling(["merged", 0], "merged_unet"),
         }
-        executor, messages = host.run_prompt(reload, "reload-sdxl")
-        assert executor.success, [m for m in messages if m[0] == "execution_error"]
-    finally:
-        host.folder_paths.folder_names_and_paths["diffusion_models"][0].remove(str(folder))
-    merged = saved_latent(host, executor, "save_merged_unet")
-    assert merged.shape == patched.shape and (merged - patched).abs().max().item() <= TOLERANCE
-
-
-def test_flux_merged_diffusion_model_gives_the_patched_latent(host, tmp_path):
-    """FLUX.1-dev: the SwD LoRA (fused qkv/linear1 slices) merged by ModelSave, reloaded with UNETLoader."""
-    run = uuid.uuid4().hex[:8]
-
-    def flux_sampling(model, tag):
-        graph = sampling(model, ["clip", 0], tag)
-        graph[f"sched_{tag}"]["inputs"]["preset"] = "FLUX.1-dev, 4 steps"
-        graph[f"guidance_{tag}"] = {"class_type": "FluxGuidance", "inputs": {"conditioning": [f"pos_{tag}", 0],
-                                                                             "guidance": 4.5}}
-        graph[f"sampler_{tag}"]["inputs"]["positive"] = [f"guidance_{tag}", 0]
-        return graph
-
-    clip = {"clip": {"class_type": "CLIPLoader", "inputs": {"clip_name": CLIP_L, "type": "stable_diffusion"}}}
-    merge = {
-        **clip,
-        "unet": {"class_type": "UNETLoader", "inputs": {"unet_name": "swd-standin-flux1-dev.safetensors",
-                                                        "weight_dtype": "default"}},
-        "lora": {"class_type": "SwDLoraLoader", "inputs": {
-            "model": ["unet", 0], "lora_name": "swd-standin-flux-lora/adapter_model.safetensors",
-            "strength_model": 1.0}},
-        "save_unet": {"class_type": "ModelSave", "inputs": {"model": ["lora", 0],
-                                                            "filename_prefix": f"diffusion_models/swd-flux-{run}"}},
-        **flux_sampling(["lora", 0], "patched"),
-        **flux_sampling(["unet", 0], "base"),
-    }
-    executor, messages = host.run_prompt(merge, "merge-flux")
-    assert executor.success, [m for m in messages if m[0] == "execution_error"]
-    patched = saved_latent(host, executor, "save_patched")
-    assert (patched - saved_latent(host, executor, "save_base")).abs().max().item() > 1e-2
-    folder = tmp_path / "diffusion_models"
-    folder.mkdir()
-    shutil.copy(written(host, f"diffusion_models/swd-flux-{run}"), folder / f"merged-flux-{run}.safetensors")
-    host.folder_paths.add_model_folder_path("diffusion_models", str(folder))
-    try:
-        reload = {
-            **clip,
-            "merged": {"class_type": "UNETLoader", "inputs": {"unet_name": f"merged-flux-{run}.safetensors",
-                                                              "weight_dtype": "default"}},
-            **flux_sampling(["merged", 0], "merged_unet"),
-        }
-        executor, messages = host.run_prompt(reload, "reload-flux")
+        executor, messages = host.run_prompt(reload, f"reload-{family}")
         assert executor.success, [m for m in messages if m[0] == "execution_error"]
     finally:
         host.folder_paths.folder_names_and_paths["diffusion_models"][0].remove(str(folder))
