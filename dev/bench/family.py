@@ -27,6 +27,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
 
 @dataclass(frozen=True)
 class Case:
@@ -40,3 +42,20 @@ class Case:
     gpu_dtype: str = "bfloat16"  # dtype on CUDA; CPU runs use float32
     note: str = ""
     family: str = "sd3"  # module name in cases.FAMILIES
+
+
+def random_model(model_class, config: dict, device: torch.device, dtype: torch.dtype, seed: int):
+    """A diffusers ``model_class`` built from ``config`` with seeded random weights, in eval mode
+    on ``device`` in ``dtype``. The global RNG is left as it was; the weights are initialised in
+    ``dtype`` on ``device`` (no float32 CPU copy of a full-size model first)."""
+    old = torch.get_default_dtype()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        try:
+            if dtype.is_floating_point:
+                torch.set_default_dtype(dtype)
+            with device:
+                model = model_class.from_config(config)
+        finally:
+            torch.set_default_dtype(old)
+    return model.to(device=device, dtype=dtype).eval().requires_grad_(False)

@@ -8,7 +8,7 @@ import torch
 from harness.reference import flux as reference_flux
 from harness.standins import flux as standins_flux
 
-from .family import Case
+from .family import Case, random_model
 from .flops import FlopModel
 
 NAME = "FLUX"
@@ -112,39 +112,8 @@ def build_models(case: Case, device: torch.device, dtype: torch.dtype, seed: int
     (a ModelPatcher), built from the explicit config as ``harness.standins.flux.comfy_model`` does."""
     from diffusers import FluxTransformer2DModel
 
-    import comfy.model_detection
-    import comfy.model_management
-    import comfy.model_patcher
-    import comfy.supported_models
-
-    old = torch.get_default_dtype()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        try:
-            if dtype.is_floating_point:
-                torch.set_default_dtype(dtype)  # initialise in the target dtype: no fp32 copy of 12B weights
-            with device:
-                transformer = FluxTransformer2DModel.from_config(case.config)
-        finally:
-            torch.set_default_dtype(old)
-    transformer = transformer.to(device=device, dtype=dtype).eval().requires_grad_(False)
-    # CPU copies (ComfyUI's converter writes norm_out's swapped halves back into its input), so that the
-    # GPU holds no third copy; then ComfyUI's own conversion, detection and model, as standins.flux does
-    sd = {k: v.to("cpu", copy=True) for k, v in transformer.state_dict().items()}
-    sd = standins_flux.comfy_state_dict(sd, clone=False)
-    unet_config = comfy.model_detection.detect_unet_config(sd, "")
-    unet_config["num_heads"] = transformer.config.num_attention_heads
-    unet_config["axes_dim"] = list(transformer.config.axes_dims_rope)
-    model_config = comfy.model_detection.model_config_from_unet_config(unet_config, sd)
-    if not isinstance(model_config, comfy.supported_models.Flux):
-        raise RuntimeError(f"ComfyUI built {type(model_config).__name__}, not Flux, for the {case.key} case")
-    model_config.set_inference_dtype(dtype, None)
-    model = model_config.get_model(sd, "")
-    model.load_model_weights(sd, "")
-    del sd
-    patcher = comfy.model_patcher.ModelPatcher(model, load_device=comfy.model_management.get_torch_device(),
-                                               offload_device=comfy.model_management.unet_offload_device())
-    return transformer, patcher
+    transformer = random_model(FluxTransformer2DModel, case.config, device, dtype, seed)
+    return transformer, standins_flux.comfy_model(transformer, dtype)
 
 
 @dataclass

@@ -8,7 +8,7 @@ import torch
 
 from harness.reference import sd3 as reference_sd3
 
-from .family import Case
+from .family import Case, random_model
 from .flops import FlopModel
 
 NAME = "SD3"
@@ -126,17 +126,7 @@ def build_models(case: Case, device: torch.device, dtype: torch.dtype, seed: int
 
     import comfy.sd
 
-    old = torch.get_default_dtype()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        try:
-            if dtype.is_floating_point:
-                torch.set_default_dtype(dtype)  # initialise in the target dtype: no fp32 copy of 8B weights
-            with device:
-                transformer = SD3Transformer2DModel.from_config(case.config)
-        finally:
-            torch.set_default_dtype(old)
-    transformer = transformer.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    transformer = random_model(SD3Transformer2DModel, case.config, device, dtype, seed)
     # diffusers key names; ComfyUI converts them. Copies: ComfyUI's converter writes some converted
     # weights (adaLN scale/shift swap) back into the tensors it is given (0.3.75,
     # model_detection.convert_diffusers_mmdit: `w = weight; w[:] = fun(weight)`), which would change

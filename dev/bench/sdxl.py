@@ -8,7 +8,7 @@ import torch
 from harness.reference import sdxl as reference_sdxl
 from harness.standins import sdxl as standins_sdxl
 
-from .family import Case
+from .family import Case, random_model
 from .flops import UNetFlopModel
 
 NAME = "SDXL"
@@ -219,17 +219,7 @@ def build_models(case: Case, device: torch.device, dtype: torch.dtype, seed: int
     (``comfy_unet_config``, ``comfy_state_dict``: ComfyUI's own SDXL model class and key map)."""
     from diffusers import UNet2DConditionModel
 
-    old = torch.get_default_dtype()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        try:
-            if dtype.is_floating_point:
-                torch.set_default_dtype(dtype)  # initialise in the target dtype: no fp32 copy of 2.6B weights
-            with device:
-                unet = UNet2DConditionModel.from_config(case.config)
-        finally:
-            torch.set_default_dtype(old)
-    unet = unet.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    unet = random_model(UNet2DConditionModel, case.config, device, dtype, seed)
     # ComfyUI's module is built on the CPU and loads copies of the weights (load_state_dict); its
     # ModelPatcher moves it to the GPU when a sampler first needs it
     patcher = standins_sdxl.comfy_model(unet, dtype)

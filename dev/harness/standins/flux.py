@@ -144,14 +144,17 @@ def comfy_model(transformer, dtype: torch.dtype = torch.float32):
 
     ComfyUI's detection fixes 24 heads and RoPE axes (16, 56, 56) for FLUX.1; everything else
     (depths, widths, guidance embedding, biases) is detected from the converted weights. The
-    head count and axes are taken from the diffusers config so that a small model loads.
+    head count and axes are taken from the diffusers config so that a small model loads. ComfyUI
+    converts CPU copies of the weights in ``dtype`` (its converter writes into its input; a GPU
+    ``transformer`` gets no second copy on the GPU).
     """
     import comfy.model_detection
     import comfy.model_management
     import comfy.model_patcher
     import comfy.supported_models
 
-    sd = comfy_state_dict({k: v.to(dtype) for k, v in transformer.state_dict().items()})
+    sd = comfy_state_dict({k: v.to("cpu", dtype, copy=True) for k, v in transformer.state_dict().items()},
+                          clone=False)
     unet_config = comfy.model_detection.detect_unet_config(sd, "")
     unet_config["num_heads"] = transformer.config.num_attention_heads
     unet_config["axes_dim"] = list(transformer.config.axes_dims_rope)
@@ -161,6 +164,7 @@ def comfy_model(transformer, dtype: torch.dtype = torch.float32):
     model_config.set_inference_dtype(dtype, None)
     model = model_config.get_model(sd, "")
     model.load_model_weights(sd, "")
+    del sd
     return comfy.model_patcher.ModelPatcher(model, load_device=comfy.model_management.get_torch_device(),
                                             offload_device=comfy.model_management.unet_offload_device())
 
