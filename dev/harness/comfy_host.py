@@ -9,6 +9,7 @@ shadow ComfyUI's ``nodes``). The pack is loaded with ``nodes.load_custom_node`` 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from pathlib import Path
 
@@ -66,6 +67,29 @@ class Host(ComfyHost):
     def __init__(self, comfyui: Path = paths.COMFYUI):
         super().__init__(comfyui)
         self.models = paths.MODELS
+
+    @contextlib.contextmanager
+    def model_folder(self, kind: str, folder):
+        """Within: ComfyUI also lists the files in ``folder`` as models of ``kind`` (``"loras"``, ...)."""
+        self.folder_paths.add_model_folder_path(kind, str(folder))
+        try:
+            yield Path(folder)
+        finally:
+            self.folder_paths.folder_names_and_paths[kind][0].remove(str(folder))
+
+    @staticmethod
+    def x0(patcher, x: torch.Tensor, sigma: float, **model_conds) -> torch.Tensor:
+        """The clean-latent prediction ``[B, C, H, W]`` (float32, CPU) of ``patcher``'s model at ``sigma``
+        for ``x``, with its patches applied: ComfyUI's ``load_models_gpu`` then ``apply_model``.
+        ``model_conds`` are ``apply_model``'s keyword inputs (``c_crossattn``, ``y``, ``guidance``, ...)."""
+        import comfy.model_management
+
+        comfy.model_management.load_models_gpu([patcher])
+        dev = patcher.load_device
+        with torch.no_grad():
+            out = patcher.model.apply_model(x.to(dev), torch.full((x.shape[0],), sigma, device=dev),
+                                            **{k: v.to(dev) for k, v in model_conds.items()})
+        return out.float().cpu()
 
     def run_prompt(self, prompt: dict, prompt_id: str = "test"):
         """Validate and execute an API-format prompt with ComfyUI's own executor.

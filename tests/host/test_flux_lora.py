@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from harness import peft_lora
+from harness.comfy_host import Host
 from harness.reference import flux as reference
 from harness.standins import flux
 
@@ -52,14 +53,10 @@ def read_lora(host, lora_dir):
 
 
 def comfy_x0(patcher, inputs):
-    import comfy.model_management
-
     x, ctx, pooled = inputs
     b = x.shape[0]
-    comfy.model_management.load_models_gpu([patcher])
-    with torch.no_grad():
-        return patcher.model.apply_model(x, torch.full((b,), SIGMA), c_crossattn=ctx.expand(b, -1, -1),
-                                         y=pooled.expand(b, -1), guidance=torch.full((b,), GUIDANCE)).float()
+    return Host.x0(patcher, x, SIGMA, c_crossattn=ctx.expand(b, -1, -1), y=pooled.expand(b, -1),
+                   guidance=torch.full((b,), GUIDANCE))
 
 
 def diffusers_x0(transformer, inputs):
@@ -136,23 +133,19 @@ def test_flux_peft_lora_matches_peft(host, small, lora_keys, inputs, strength):
     comfy.model_management.unload_all_models()
 
 
-def test_two_swd_loras_on_flux_stack_as_peft_with_both_adapters(host, small, inputs, tmp_path):
+def test_two_swd_loras_on_flux_stack_as_peft_with_both_adapters(host, small, inputs, loras):
     """SwD LoRA Loader twice on FLUX (fused qkv/linear1 slices patched by both) = PEFT with both
     adapters active, the second at strength 0.5."""
+    import shutil
+
     import comfy.model_management
 
     transformer, patcher, lora_dir = small
-    second = flux.save_peft_lora(transformer, tmp_path / "style", seed=9, r=2, lora_alpha=5)
-    host.folder_paths.add_model_folder_path("loras", str(tmp_path))
-    try:
-        import shutil
-
-        shutil.copytree(lora_dir, tmp_path / "swd_flux")
-        node = host.node("SwDLoraLoader")
-        stacked = node.execute(node.execute(patcher, "swd_flux/adapter_model.safetensors", 1.0).args[0],
-                               "style/adapter_model.safetensors", 0.5).args[0]
-    finally:
-        host.folder_paths.folder_names_and_paths["loras"][0].remove(str(tmp_path))
+    second = flux.save_peft_lora(transformer, loras / "style", seed=9, r=2, lora_alpha=5)
+    shutil.copytree(lora_dir, loras / "swd_flux")
+    node = host.node("SwDLoraLoader")
+    stacked = node.execute(node.execute(patcher, "swd_flux/adapter_model.safetensors", 1.0).args[0],
+                           "style/adapter_model.safetensors", 0.5).args[0]
     peft = peft_lora.peft_stacked(transformer, [(lora_dir, 1.0), (second, 0.5)])
     ours, ref = comfy_x0(stacked, inputs), diffusers_x0(peft, inputs)
     assert (ref - diffusers_x0(transformer, inputs)).abs().max().item() > 1e-2

@@ -20,9 +20,8 @@ def small(host, tmp_path_factory):
     folder = tmp_path_factory.mktemp("flux_loras")
     transformer = flux.build_transformer(seed=0)
     flux.save_peft_lora(transformer, folder / "swd_flux", seed=0)
-    host.folder_paths.add_model_folder_path("loras", str(folder))
-    yield transformer, flux.comfy_model(transformer), "swd_flux/adapter_model.safetensors", folder
-    host.folder_paths.folder_names_and_paths["loras"][0].remove(str(folder))
+    with host.model_folder("loras", folder):
+        yield transformer, flux.comfy_model(transformer), "swd_flux/adapter_model.safetensors", folder
     comfy.model_management.unload_all_models()
 
 

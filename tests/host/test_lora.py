@@ -4,7 +4,9 @@ import torch
 from diffusers import SD3Transformer2DModel
 from peft import PeftModel
 
+from harness.comfy_host import Host
 from harness.paths import MODELS, SD3_LORA_DIR
+from harness.reference import sd3 as sd3_reference
 from harness.standins import sd3 as standins
 
 LORA = "swd-standin-lora/adapter_model.safetensors"
@@ -24,25 +26,13 @@ def base(host):
 
 
 def comfy_x0(patcher, inputs):
-    import comfy.model_management
-
     x, ctx, pooled = inputs
-    comfy.model_management.load_models_gpu([patcher])
-    dev = patcher.load_device
-    with torch.no_grad():
-        out = patcher.model.apply_model(x.to(dev), torch.tensor([SIGMA], device=dev), c_crossattn=ctx.to(dev),
-                                        y=pooled.to(dev))
-    return out.float().cpu()
+    return Host.x0(patcher, x, SIGMA, c_crossattn=ctx, y=pooled)
 
 
 def peft_x0(lora_dir, inputs):
-    x, ctx, pooled = inputs
     transformer = SD3Transformer2DModel.from_pretrained(MODELS / standins.TRANSFORMER_DIR)
-    model = PeftModel.from_pretrained(transformer, str(lora_dir)).eval()
-    with torch.no_grad():
-        v = model(hidden_states=x, encoder_hidden_states=ctx, pooled_projections=pooled,
-                  timestep=torch.tensor([SIGMA * 1000])).sample
-    return x - SIGMA * v
+    return sd3_reference.x0(PeftModel.from_pretrained(transformer, str(lora_dir)).eval(), inputs[0], SIGMA, *inputs[1:])
 
 
 def swd_lora(host, base, name, strength=1.0):
@@ -72,18 +62,12 @@ def test_matches_peft_and_stock_loader_does_not(host, base, inputs):
     dict(r=4, lora_alpha=6, rank_pattern={"transformer_blocks.1.attn.to_q": 8, "net.2": 2},
          alpha_pattern={"transformer_blocks.0.ff.net.0.proj": 3, "to_out.0": 1}),
 ])
-def test_peft_config_variants(host, base, inputs, tmp_path, variant):
+def test_peft_config_variants(host, base, inputs, loras, variant):
     """use_rslora, rank_pattern and alpha_pattern give PEFT's own per-module scale."""
-    folder_paths = host.folder_paths
-    folder_paths.add_model_folder_path("loras", str(tmp_path))
-    try:
-        transformer = SD3Transformer2DModel.from_pretrained(MODELS / standins.TRANSFORMER_DIR)
-        lora_dir = standins.save_peft_lora(transformer, tmp_path / "variant", seed=5, **variant)
-        name = "variant/adapter_model.safetensors"
-        ours = comfy_x0(swd_lora(host, base, name).args[0], inputs)
-        assert (ours - peft_x0(lora_dir, inputs)).abs().max().item() < 1e-5
-    finally:
-        folder_paths.folder_names_and_paths["loras"][0].remove(str(tmp_path))
+    transformer = SD3Transformer2DModel.from_pretrained(MODELS / standins.TRANSFORMER_DIR)
+    lora_dir = standins.save_peft_lora(transformer, loras / "variant", seed=5, **variant)
+    ours = comfy_x0(swd_lora(host, base, "variant/adapter_model.safetensors").args[0], inputs)
+    assert (ours - peft_x0(lora_dir, inputs)).abs().max().item() < 1e-5
 
 
 def test_strength_scales_and_stacks_and_unpatches(host, base, inputs):
@@ -105,18 +89,13 @@ def test_strength_scales_and_stacks_and_unpatches(host, base, inputs):
     assert all(torch.equal(before[k], after[k]) for k in before), "base weights changed after unloading"
 
 
-def test_single_file_without_config_gets_scale_one(host, base, inputs, tmp_path):
+def test_single_file_without_config_gets_scale_one(host, base, inputs, loras):
     import safetensors.torch
 
-    folder_paths = host.folder_paths
-    folder_paths.add_model_folder_path("loras", str(tmp_path))
-    try:
-        sd = safetensors.torch.load_file(MODELS / "loras" / SD3_LORA_DIR / "adapter_model.safetensors")
-        safetensors.torch.save_file({k.replace("base_model.model.", "transformer."): v for k, v in sd.items()},
-                                    tmp_path / "single.safetensors")
-        out = swd_lora(host, base, "single.safetensors")
-        assert "scale 1" in out.ui.as_dict()["text"][0]
-        stock = host.node("LoraLoaderModelOnly")().load_lora_model_only(base, LORA, 1.0)[0]
-        assert (comfy_x0(out.args[0], inputs) - comfy_x0(stock, inputs)).abs().max().item() < 1e-6
-    finally:
-        folder_paths.folder_names_and_paths["loras"][0].remove(str(tmp_path))
+    sd = safetensors.torch.load_file(MODELS / "loras" / SD3_LORA_DIR / "adapter_model.safetensors")
+    safetensors.torch.save_file({k.replace("base_model.model.", "transformer."): v for k, v in sd.items()},
+                                loras / "single.safetensors")
+    out = swd_lora(host, base, "single.safetensors")
+    assert "scale 1" in out.ui.as_dict()["text"][0]
+    stock = host.node("LoraLoaderModelOnly")().load_lora_model_only(base, LORA, 1.0)[0]
+    assert (comfy_x0(out.args[0], inputs) - comfy_x0(stock, inputs)).abs().max().item() < 1e-6

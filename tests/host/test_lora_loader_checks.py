@@ -8,16 +8,11 @@ import safetensors.torch
 import torch
 from peft import PeftModel
 
+from harness.comfy_host import Host
+from harness.reference import sd3 as reference
 from harness.standins import sd3 as standins
 
 SIGMA = 0.7
-
-
-@pytest.fixture
-def loras(host, tmp_path):
-    host.folder_paths.add_model_folder_path("loras", str(tmp_path))
-    yield tmp_path
-    host.folder_paths.folder_names_and_paths["loras"][0].remove(str(tmp_path))
 
 
 @pytest.fixture(scope="module")
@@ -39,19 +34,12 @@ def inputs():
 
 
 def comfy_x0(patcher, x, ctx, pooled):
-    import comfy.model_management
-
-    comfy.model_management.load_models_gpu([patcher])
-    with torch.no_grad():
-        return patcher.model.apply_model(x, torch.tensor([SIGMA]), c_crossattn=ctx, y=pooled).float().cpu()
+    return Host.x0(patcher, x, SIGMA, c_crossattn=ctx, y=pooled)
 
 
 def peft_x0(transformer, lora_dir, x, ctx, pooled):
     model = PeftModel.from_pretrained(standins.build_transformer(seed=3, dual_attention_layers=(0,)), str(lora_dir))
-    with torch.no_grad():
-        v = model.eval()(hidden_states=x, encoder_hidden_states=ctx, pooled_projections=pooled,
-                         timestep=torch.tensor([SIGMA * 1000])).sample
-    return x - SIGMA * v
+    return reference.x0(model.eval(), x, SIGMA, ctx, pooled)
 
 
 def test_medium_lora_with_attn2_matches_peft(host, loras, medium_transformer):
@@ -63,9 +51,9 @@ def test_medium_lora_with_attn2_matches_peft(host, loras, medium_transformer):
     out = host.node("SwDLoraLoader").execute(base, "medium/adapter_model.safetensors", 1.0)
     x, ctx, pooled = inputs()
     ours = comfy_x0(out.args[0], x, ctx, pooled)
-    reference = peft_x0(medium_transformer, lora_dir, x, ctx, pooled)
-    assert (reference - comfy_x0(base, x, ctx, pooled)).abs().max() > 1e-2  # the LoRA does something
-    assert (ours - reference).abs().max().item() < 1e-5
+    expected = peft_x0(medium_transformer, lora_dir, x, ctx, pooled)
+    assert (expected - comfy_x0(base, x, ctx, pooled)).abs().max() > 1e-2  # the LoRA does something
+    assert (ours - expected).abs().max().item() < 1e-5
 
 
 def test_medium_lora_on_a_model_without_dual_attention_is_named(host, loras, medium_transformer):

@@ -118,9 +118,8 @@ def loras(host, scratch):
     (folder / "link-out.safetensors").symlink_to(outside / "x.safetensors")
     (folder / "linkdir").symlink_to(outside, target_is_directory=True)
     (folder / "dangling.safetensors").symlink_to(root / "gone.safetensors")
-    host.folder_paths.add_model_folder_path("loras", str(folder))
-    yield folder
-    host.folder_paths.folder_names_and_paths["loras"][0].remove(str(folder))
+    with host.model_folder("loras", folder):
+        yield folder
 
 
 SEGMENTS = ["..", ".", "", "sub", "ok.safetensors", "ok.sft", "adapter_model.safetensors", "link-out.safetensors",

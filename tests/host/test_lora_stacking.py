@@ -11,7 +11,9 @@ import torch
 from diffusers import SD3Transformer2DModel
 
 from harness import peft_lora
+from harness.comfy_host import Host
 from harness.paths import MODELS, SD3_LORA_DIR
+from harness.reference import sd3 as sd3_reference
 from harness.standins import sd3 as standins
 
 SWD = "swd-standin-lora/adapter_model.safetensors"
@@ -45,21 +47,13 @@ def loras(host, tmp_path_factory):
                                 root / "style.safetensors")
     wide = standins.build_transformer(0, num_attention_heads=3)
     standins.save_peft_lora(wide, root / "other", seed=13)
-    host.folder_paths.add_model_folder_path("loras", str(root))
-    yield root
-    host.folder_paths.folder_names_and_paths["loras"][0].remove(str(root))
+    with host.model_folder("loras", root):
+        yield root
 
 
 def comfy_x0(patcher, inputs):
-    import comfy.model_management
-
     x, ctx, pooled = inputs
-    comfy.model_management.load_models_gpu([patcher])
-    dev = patcher.load_device
-    with torch.no_grad():
-        out = patcher.model.apply_model(x.to(dev), torch.tensor([SIGMA], device=dev), c_crossattn=ctx.to(dev),
-                                        y=pooled.to(dev))
-    return out.float().cpu()
+    return Host.x0(patcher, x, SIGMA, c_crossattn=ctx, y=pooled)
 
 
 def peft_x0(adapter_dirs, inputs):
@@ -68,10 +62,7 @@ def peft_x0(adapter_dirs, inputs):
     transformer = SD3Transformer2DModel.from_pretrained(MODELS / standins.TRANSFORMER_DIR)
     model = peft_lora.peft_stacked(transformer, [(d, 1.0) for d in adapter_dirs])
     assert sorted(model.base_model.active_adapters) == sorted(f"a{i}" for i in range(len(adapter_dirs)))
-    with torch.no_grad():
-        v = model(hidden_states=x, encoder_hidden_states=ctx, pooled_projections=pooled,
-                  timestep=torch.tensor([SIGMA * 1000])).sample
-    return x - SIGMA * v
+    return sd3_reference.x0(model, x, SIGMA, ctx, pooled)
 
 
 def swd(host, model, name, strength=1.0):

@@ -70,12 +70,11 @@ def test_merged_checkpoint_and_diffusion_model_give_the_patched_latent(host, tmp
     assert (patched - base).abs().max().item() > 1e-2  # the LoRA changes the result
 
     # as a user does: move the files from the output folder into the model folders
-    folder_paths = host.folder_paths
     for folder in ("checkpoints", "diffusion_models"):
         (tmp_path / folder).mkdir()
         shutil.copy(written(host, f"{folder}/swd-merged-{run}"), tmp_path / folder / f"merged-{run}.safetensors")
-        folder_paths.add_model_folder_path(folder, str(tmp_path / folder))
-    try:
+    with host.model_folder("checkpoints", tmp_path / "checkpoints"), \
+            host.model_folder("diffusion_models", tmp_path / "diffusion_models"):
         reload = {
             "ckpt": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": f"merged-{run}.safetensors"}},
             "unet": {"class_type": "UNETLoader", "inputs": {"unet_name": f"merged-{run}.safetensors",
@@ -85,9 +84,6 @@ def test_merged_checkpoint_and_diffusion_model_give_the_patched_latent(host, tmp
         }
         executor, messages = host.run_prompt(reload, "reload")
         assert executor.success, [m for m in messages if m[0] == "execution_error"]
-    finally:
-        for folder in ("checkpoints", "diffusion_models"):
-            folder_paths.folder_names_and_paths[folder][0].remove(str(tmp_path / folder))
     for node in ("save_merged_ckpt", "save_merged_unet"):
         merged = saved_latent(host, executor, node)
         assert merged.shape == patched.shape
@@ -145,8 +141,7 @@ def test_merged_diffusion_model_gives_the_patched_latent(host, tmp_path, family)
     folder.mkdir()
     merged_name = f"merged-{family}-{run}.safetensors"
     shutil.copy(written(host, f"diffusion_models/swd-{family}-{run}"), folder / merged_name)
-    host.folder_paths.add_model_folder_path("diffusion_models", str(folder))
-    try:
+    with host.model_folder("diffusion_models", folder):
         reload = {
             **shared,
             "base": base,  # its CLIP (SDXL); the merged model replaces its MODEL
@@ -155,7 +150,5 @@ def test_merged_diffusion_model_gives_the_patched_latent(host, tmp_path, family)
         }
         executor, messages = host.run_prompt(reload, f"reload-{family}")
         assert executor.success, [m for m in messages if m[0] == "execution_error"]
-    finally:
-        host.folder_paths.folder_names_and_paths["diffusion_models"][0].remove(str(folder))
     merged = saved_latent(host, executor, "save_merged_unet")
     assert merged.shape == patched.shape and (merged - patched).abs().max().item() <= TOLERANCE

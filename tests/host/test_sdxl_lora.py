@@ -15,13 +15,6 @@ from harness.standins import flux as flux_standins
 from harness.standins import sdxl
 
 
-@pytest.fixture
-def loras(host, tmp_path):
-    host.folder_paths.add_model_folder_path("loras", str(tmp_path))
-    yield tmp_path
-    host.folder_paths.folder_names_and_paths["loras"][0].remove(str(tmp_path))
-
-
 @pytest.fixture(scope="module")
 def small(host):
     import comfy.model_management

@@ -11,6 +11,15 @@ SCALING_FACTOR, SHIFT_FACTOR = 1.5305, 0.0609
 
 
 @torch.no_grad()
+def x0(transformer, x: torch.Tensor, sigma: float, prompt_embeds: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
+    """The clean-latent prediction ``x - sigma * v`` ``[B, 16, h, w]`` of ``transformer`` (a diffusers
+    ``SD3Transformer2DModel`` or a ``PeftModel`` around one) for ``x`` at ``sigma`` (timestep ``1000 sigma``)."""
+    v = transformer(hidden_states=x, encoder_hidden_states=prompt_embeds, pooled_projections=pooled,
+                    timestep=torch.full((x.shape[0],), sigma * 1000)).sample
+    return x - sigma * v
+
+
+@torch.no_grad()
 def swd_latents(transformer, sigmas: Sequence[float], sizes: Sequence[tuple[int, int]], prompt_embeds: torch.Tensor,
                 pooled: torch.Tensor, *, batch: int, seed: int, cfg: float = 1.0,
                 neg_embeds: torch.Tensor | None = None, neg_pooled: torch.Tensor | None = None,
