@@ -240,6 +240,26 @@ def test_an_image_input_the_model_does_not_make_is_refused(host, family, pixels)
         host.node("SamplerCustom").execute(model, True, 0, 1.0, cond, neg, sampler, sigmas, latent)
 
 
+def test_an_area_with_another_negative_image_is_refused(host, family, inpainted):
+    """An area prompt whose negative carries another image: ComfyUI pairs the area's copy in the
+    negative with the negative's c_concat (``create_cond_with_same_area_if_none``), which
+    ``concat_cond`` of the copy's own inputs does not reproduce, so SwD refuses it (ComfyUI runs it)."""
+    _, model, _, _ = family
+    pos, neg, latent = inpainted
+    pos = host.node("ConditioningSetArea")().append(pos, 128, 96, 104, 64, 0.8)[0]
+    other = neg[0][1]["concat_latent_image"] + 0.5
+    neg = [[neg[0][0], {**neg[0][1], "concat_latent_image": other}]]
+    sched, sigmas = schedule(host, family)
+    euler = host.node("KSamplerSelect").execute("euler").args[0]
+    stock = host.node("SamplerCustom").execute(model, True, 0, 1.0, pos, neg, euler, sigmas[:2],
+                                               latent).args[0]["samples"]
+    assert torch.isfinite(stock).all()
+    with pytest.raises(host.swd_core.SwDError, match=r"^SwD Sampler: the negative conditioning carries 'c_concat', "
+                                                      r"an image the model takes at the final latent size that is "
+                                                      r"not the model's own inpainting input"):
+        swd(host, model, pos, neg, latent, sched)
+
+
 def test_inpaint_conditioning_on_a_model_without_the_input_runs(host, pixels):
     """InpaintModelConditioning on SD3.5, which has no inpainting input: ComfyUI makes no c_concat, so
     nothing is refused and the picture is that of the same latent without the conditioning's image."""
