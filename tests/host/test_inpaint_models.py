@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from harness.paths import FLUX_VAE, SD3_DIFFUSION_MODEL, SD3_VAE, SDXL_CHECKPOINT
+from harness.reference import sdxl as sdxl_reference
 from harness.standins import flux, sdxl
 
 FAMILIES = {
@@ -206,6 +207,50 @@ def test_an_area_crops_the_step_s_image_input(host, family, pixels, monkeypatch)
     sizes = host.swd_core.latent_sizes(schedule(host, family)[0].scales, 32, 32, 2)
     cropped = [size for size, _ in seen if size not in sizes]
     assert len(cropped) == len(sizes)  # one area call per step, smaller than the step's latent
+
+
+# ------------------------------------------------------------------ diffusers reference (SDXL)
+
+def test_sdxl_inpaint_matches_the_diffusers_procedure_per_scale(host, pixels):
+    """SDXL inpainting UNet: SwD Sampler = the diffusers SwD loop (``harness.reference.sdxl``) on the same
+    weights in ``UNet2DConditionModel``, whose 9-channel input is StableDiffusionXLInpaintPipeline's
+    ``cat([latents, mask, masked_image_latents])`` made at each step's size: the mask resized from the
+    pixel mask as ``prepare_mask_latents`` does (nearest), the masked image's latent (InpaintModelConditioning's,
+    in the UNet's space) resized bilinear. Empty latent, no noise mask (the pipeline blends only for a
+    4-channel UNet). The box is on the grid of every scale, so nearest and ComfyUI's bilinear + round agree."""
+    import torch.nn.functional as F
+
+    import comfy.sd
+
+    unet = sdxl.build_unet(seed=0, in_channels=9)
+    model = sdxl.comfy_model(unet)
+    path = host.folder_paths.get_full_path("checkpoints", SDXL_CHECKPOINT)
+    vae = comfy.sd.load_checkpoint_guess_config(path, output_vae=True, output_clip=False, output_model=False)[2]
+    g = torch.Generator().manual_seed(7)
+    text = torch.randn(1, 9, 32, generator=g), torch.randn(1, sdxl.POOLED_FEATURES, generator=g)
+    cond = [[text[0], {"pooled_output": text[1]}]]
+    mask = box_mask(box=(64, 64, 192, 192))  # latent 4..12 of 16, 5..15 of 20, 6..18 of 24, 8..24 of 32
+    pos, neg, _ = host.node("InpaintModelConditioning")().encode(cond, cond, pixels, vae, mask, False)
+    sched = host.node("SwDSchedule").execute("SDXL, 4 steps", "", "").args[0]
+    latent = {"samples": torch.zeros(1, 4, 32, 32)}
+    ours = model.model.process_latent_in(swd(host, model, pos, neg, latent, sched, seed=11))
+
+    image = pos[0][1]["concat_latent_image"] * sdxl_reference.SCALING_FACTOR
+
+    def inpainting_unet(masked_image):
+        def call(x, t, **kwargs):
+            size = tuple(x.shape[-2:])
+            m = F.interpolate(mask.unsqueeze(1), size=size)
+            return unet(torch.cat([x, m, F.interpolate(masked_image, size=size, mode="bilinear")], 1), t, **kwargs)
+        return call
+
+    sizes = host.swd_core.latent_sizes(sched.scales, 32, 32, 2)
+    ref = sdxl_reference.swd_latents(inpainting_unet(image), sched.sigmas, sizes, *text, batch=1, seed=11)
+    assert (ours - ref).abs().max().item() <= 1e-4
+    assert ref.abs().max().item() > 0.1
+    other = sdxl_reference.swd_latents(inpainting_unet(torch.zeros_like(image)), sched.sigmas, sizes, *text,
+                                       batch=1, seed=11)
+    assert (other - ref).abs().max().item() > 1e-2  # the masked image reached the model
 
 
 # ------------------------------------------------------------------ what stays refused
