@@ -142,8 +142,9 @@ def sample_swd(model, x, sigmas, extra_args=None, callback=None, disable=None, *
     The NOISE input's full-size tensor is not used (shrinking it would change its statistics,
     and SwD needs fresh noise at every scale); an all-zero one (``DisableNoise``, ``add_noise``
     off) is refused when ``noise_input`` says it came from the user. Masked / area conditioning
-    and inpainting (``denoise_mask``), prepared by ComfyUI for the final size, are resized to
-    each step's size by `regional.PerScale`; inpainting blends with this step's noise draw.
+    and inpainting (``denoise_mask``, an inpainting model's ``c_concat``), prepared by ComfyUI for
+    the final size, are remade at each step's size by `regional.PerScale`; inpainting blends with
+    this step's noise draw.
     ``disable`` turns off the console progress bar, as in k-diffusion's samplers; ``node``
     names the node in errors.
     """

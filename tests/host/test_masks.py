@@ -289,6 +289,8 @@ def test_a_mask_batch_that_does_not_divide_the_latent_batch_is_refused(host, mod
 
 
 def test_a_full_size_image_input_to_the_model_is_refused(host, model, prompts):
+    """SD3.5 makes no c_concat (no inpainting input): one set by hand cannot be remade per scale.
+    Inpainting models: tests/host/test_inpaint_models.py."""
     import comfy.conds
 
     a, _, neg = prompts
@@ -296,7 +298,8 @@ def test_a_full_size_image_input_to_the_model_is_refused(host, model, prompts):
     concat = [[a[0][0], {**a[0][1], "model_conds": {"c_concat": image}}]]
     with pytest.raises(host.swd_core.SwDError,
                        match=r"^SwD Sampler: the positive conditioning carries 'c_concat', an image the model takes "
-                             r"at the final latent size"):
+                             r"at the final latent size that is not the model's own inpainting input \(made by "
+                             r"SD3\.concat_cond"):
         swd(host, model, concat, neg, {"samples": torch.zeros(1, 16, 32, 32)})
 
 
