@@ -333,8 +333,9 @@ def build_all() -> dict[str, Graph]:
     graphs["swd-sd3.5-large-6-steps-img2img"] = build_img2img("swd-sd3.5-large-6-steps-img2img")
     name = "swd-sd3.5-large-6-steps-sampler-custom-advanced"
     graphs[name] = build_custom_advanced(name)
-    from workflows_controlnet import build_controlnet  # here: it imports this module
+    from workflows_controlnet import build_controlnet, build_flux_controlnet  # here: it imports this module
     graphs["swd-sd3.5-large-controlnet"] = build_controlnet("swd-sd3.5-large-controlnet")
+    graphs["swd-flux1-dev-controlnet"] = build_flux_controlnet("swd-flux1-dev-controlnet")
     return graphs
 
 

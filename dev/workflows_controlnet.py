@@ -1,9 +1,11 @@
-"""The ControlNet workflow (issue #16, "ControlNet across scales"): SD3.5 Large + SwD + an SD3.5 ControlNet.
+"""The ControlNet workflows (issue #16, "ControlNet across scales"): SD3.5 Large and FLUX.1-dev with SwD.
 
-``build_controlnet(name)`` is registered by ``make_workflows.build_all``. It is the Large 6-step
-text-to-image graph with Stability's canny ControlNet between the prompts and SwD Sampler:
-Load Image (``example.png``, which ComfyUI ships) -> Canny -> Apply ControlNet (``ControlNetApplyAdvanced``
-with the checkpoint's VAE: SD3 ControlNets take a VAE-encoded hint) <- Load ControlNet Model.
+``build_controlnet(name)`` and ``build_flux_controlnet(name)`` are registered by
+``make_workflows.build_all``. The first is the Large 6-step text-to-image graph with Stability's canny
+ControlNet between the prompts and SwD Sampler: Load Image (``example.png``, which ComfyUI ships) ->
+Canny -> Apply ControlNet (``ControlNetApplyAdvanced`` with the checkpoint's VAE: SD3 ControlNets take
+a VAE-encoded hint) <- Load ControlNet Model. The second is the FLUX.1-dev 4-step graph with XLabs'
+canny v3 the same way (pixel hint; the FLUX VAE is connected for InstantX-style ControlNets).
 """
 from __future__ import annotations
 
@@ -69,4 +71,60 @@ def build_controlnet(name: str) -> mw.Graph:
     g.link(apply, "negative", sampler, "negative")
     mw._note(g, "ControlNet", note())
     by_type["SaveImage"]["widgets_values"][0] = "swd/large-6-steps-controlnet"
+    return g
+
+
+# --------------------------------------------------------------------------- FLUX.1-dev
+
+FLUX_CONTROLNET_REPO = f"{mw.HF}/XLabs-AI/flux-controlnet-canny-v3"
+FLUX_CONTROLNET = ("flux-canny-controlnet-v3.safetensors",
+                   f"{FLUX_CONTROLNET_REPO}/resolve/main/flux-canny-controlnet-v3.safetensors")
+INSTANTX_CANNY_REPO = f"{mw.HF}/InstantX/FLUX.1-dev-Controlnet-Canny"
+
+
+def flux_note() -> str:
+    return (
+        "\n### ControlNet (canny)\n"
+        f"| file | folder | from |\n|---|---|---|\n"
+        f"| `{FLUX_CONTROLNET[0]}` | `ComfyUI/models/controlnet/` | "
+        f"[XLabs-AI/flux-controlnet-canny-v3]({FLUX_CONTROLNET_REPO}) ([file]({FLUX_CONTROLNET[1]})) |\n\n"
+        "Load Image -> **Canny** -> **Apply ControlNet** -> SwD Sampler. XLabs' ControlNets take the hint as "
+        "pixels (ComfyUI ignores the VAE for them); the VAE is connected for ControlNets that take a "
+        f"VAE-encoded hint, such as [InstantX's canny]({INSTANTX_CANNY_REPO}) "
+        "(`diffusion_pytorch_model.safetensors`, rename it) or the InstantX/Shakker-Labs union ControlNets: "
+        "pick one of those in Load ControlNet Model and nothing else changes.\n\n"
+        "**Across scales**: the ControlNet's hint follows the latent's size. ComfyUI resizes the hint image "
+        "whenever the size changes (and VAE-encodes it again for InstantX-style ControlNets), once per scale.\n"
+        "The ControlNet was trained with FLUX.1-dev itself (guidance about 4, 20+ steps); with the SwD LoRA at "
+        "4 steps it is untested on the real weights here: lower the strength if the image degrades.\n")
+
+
+def build_flux_controlnet(name: str) -> mw.Graph:
+    """FLUX.1-dev + SwD (4 steps) with XLabs' canny ControlNet between the prompts and SwD Sampler."""
+    import workflows_flux
+
+    g = workflows_flux.build_flux(name, "bf16")
+    by_type = mw._by_type(g)
+    sampler, vae, guidance = by_type["SwDSampler"], by_type["VAELoader"], by_type["FluxGuidance"]
+    neg = next(n for n in g.nodes if n["type"] == "CLIPTextEncode" and n["title"].startswith("Negative"))
+    g.links = [link for link in g.links if not (link[3] == sampler["id"] and link[1] in (guidance["id"], neg["id"]))]
+    _renumber_links(g)
+    loader = g.node("ControlNetLoader", "Load ControlNet Model (FLUX canny)", (430, 680), (380, 58),
+                    [FLUX_CONTROLNET[0]], models=[(FLUX_CONTROLNET[0], FLUX_CONTROLNET[1], "controlnet")])
+    image = g.node("LoadImage", "Load Image (control image)", (430, 780), (320, 360),
+                   [mw.IMG2IMG_IMAGE, "image"])
+    canny = g.node("Canny", "Canny", (430, 1190), (320, 82), list(CANNY))
+    apply = g.node("ControlNetApplyAdvanced", "Apply ControlNet", (900, 320), (320, 186), [STRENGTH, 0.0, 1.0])
+    g.link(guidance, "CONDITIONING", apply, "positive")
+    g.link(neg, "CONDITIONING", apply, "negative")
+    g.link(loader, "CONTROL_NET", apply, "control_net")
+    g.link(image, "IMAGE", canny, "image")
+    g.link(canny, "IMAGE", apply, "image")
+    g.link(vae, "VAE", apply, "vae")
+    g.link(apply, "positive", sampler, "positive")
+    g.link(apply, "negative", sampler, "negative")
+    note = mw._by_type(g)["MarkdownNote"]
+    note["widgets_values"][0] = note["widgets_values"][0].replace(
+        "## SwD: FLUX.1-dev, 4 steps", "## SwD: FLUX.1-dev, 4 steps: ControlNet", 1) + flux_note()
+    mw._by_type(g)["SaveImage"]["widgets_values"][0] = "swd/flux1-dev-controlnet"
     return g
