@@ -44,9 +44,10 @@ FAMILIES = {
                 lora=paths.SD3_LORA, vae=paths.SD3_VAE, clip_type="sd3", controlnet=paths.SD35_CONTROLNET),
     "flux": dict(model={"UNETLoader": ("unet_name", paths.FLUX_DIFFUSION_MODEL)},
                  lora=paths.FLUX_LORA, vae=paths.FLUX_VAE, clip_type="stable_diffusion", controlnet=None),
-    # the SDXL stand-in checkpoint carries its VAE and full-size CLIP-L + CLIP-G
+    # the SDXL stand-in checkpoint carries its VAE and full-size CLIP-L + CLIP-G; its ControlNet stand-in is
+    # in the LDM layout (the real diffusers-layout SDXL ControlNets load through the same ControlNetLoader)
     "sdxl": dict(model={"CheckpointLoaderSimple": ("ckpt_name", paths.SDXL_CHECKPOINT)},
-                 lora=paths.SDXL_LORA, vae=None, clip_type=None, controlnet=None),
+                 lora=paths.SDXL_LORA, vae=None, clip_type=None, controlnet=paths.SDXL_CONTROLNET),
 }
 TEXT_ENCODER_LOADERS = {"TripleCLIPLoader": ("clip_name1", "clip_name2", "clip_name3"),
                         "DualCLIPLoader": ("clip_name1", "clip_name2")}
