@@ -9,7 +9,9 @@
   built through ComfyUI's own ``supported_models.SDXL`` with an explicit config
   (`comfy_unet_config`) and its own key conversion (``comfy.utils.unet_to_diffusers``).
 * **File** (``write``): an SDXL checkpoint that ``CheckpointLoaderSimple`` detects as SDXL (see
-  ``CHECKPOINT_CONFIG``), with the SDXL VAE, and the SwD-SDXL PEFT LoRA folder for it.
+  ``CHECKPOINT_CONFIG``), with the SDXL VAE, and the SwD-SDXL PEFT LoRA folder for it; the same
+  checkpoint as split files (``split_files``: UNet, CLIP-G, VAE) for ``UNETLoader`` +
+  ``DualCLIPLoader`` + ``VAELoader``.
 
 ComfyUI must be importable for ``comfy_model`` and ``write``; the diffusers/PEFT builders do not need it.
 """
@@ -269,8 +271,14 @@ CLIP_G_CONFIG = dict(hidden_size=1280, intermediate_size=5120, num_hidden_layers
 CHECKPOINT_FILE = f"checkpoints/{paths.SDXL_CHECKPOINT}"
 LORA_DIR = f"loras/{paths.SDXL_LORA_DIR}"
 CONTROLNET_FILE = f"controlnet/{paths.SDXL_CONTROLNET}"
+DIFFUSION_MODEL_FILE = f"diffusion_models/{paths.SDXL_DIFFUSION_MODEL}"
+CLIP_G_FILE = f"text_encoders/{paths.SDXL_CLIP_G}"
+VAE_FILE = f"vae/{paths.SDXL_VAE}"
 FILES = {
     "sdxl_checkpoint": CHECKPOINT_FILE,
+    "sdxl_diffusion_model": DIFFUSION_MODEL_FILE,
+    "sdxl_clip_g": CLIP_G_FILE,
+    "sdxl_vae": VAE_FILE,
     "sdxl_controlnet": CONTROLNET_FILE,
     "sdxl_lora_config": f"{LORA_DIR}/adapter_config.json",
     "sdxl_lora_weights": f"{LORA_DIR}/adapter_model.safetensors",
@@ -313,6 +321,40 @@ def checkpoint_state_dict(seed: int = 0, dtype: torch.dtype = torch.float16) -> 
     model_config = comfy.supported_models.SDXL(dict(CHECKPOINT_UNET_CONFIG))
     out.update(model_config.process_clip_state_dict_for_saving(clip))
     return out
+
+
+def split_files(checkpoint: dict) -> dict[str, dict]:
+    """The checkpoint as the split files people load with ``UNETLoader`` + ``DualCLIPLoader`` (type sdxl) +
+    ``VAELoader``: ``{file in the models folder: state dict}``, the tensors shared with ``checkpoint``.
+
+    * the UNet alone in the LDM layout (``model.diffusion_model.`` dropped: what ``ModelSave`` and
+      community SDXL "unet" files hold; UNETLoader detects SDXL from it as the checkpoint loader does);
+    * CLIP-G in the transformers layout of Comfy-Org's ``clip_g.safetensors`` (``text_model.*``,
+      ``text_projection.weight``), converted from the checkpoint's OpenCLIP keys by ComfyUI's own
+      ``supported_models.SDXL.process_clip_state_dict``;
+    * the VAE in the LDM layout of ``sdxl_vae.safetensors`` (``first_stage_model.`` dropped).
+
+    No CLIP-L file: the checkpoint's CLIP-L is the ``CLIP_L`` stand-in's (same builder and seed).
+    """
+    import comfy.supported_models
+    import comfy.utils
+
+    def cut(prefix: str, sd: dict) -> dict:
+        return comfy.utils.state_dict_prefix_replace(dict(sd), {prefix: ""}, filter_keys=True)
+
+    clip = comfy.supported_models.SDXL(dict(CHECKPOINT_UNET_CONFIG)).process_clip_state_dict(dict(checkpoint))
+    return {
+        DIFFUSION_MODEL_FILE: cut("model.diffusion_model.", checkpoint),
+        CLIP_G_FILE: cut("clip_g.transformer.", clip),
+        VAE_FILE: cut("first_stage_model.", checkpoint),
+    }
+
+
+def fp8_checkpoint(checkpoint: dict, dtype: torch.dtype = torch.float8_e4m3fn) -> dict:
+    """The checkpoint as community "fp8" SDXL checkpoints store it: every UNet weight matrix and convolution
+    kernel cast to ``dtype`` (round to nearest, no scale keys), biases, norms, text encoders and VAE as they are."""
+    unet = "model.diffusion_model."
+    return {k: v.to(dtype) if k.startswith(unet) and v.ndim >= 2 else v for k, v in checkpoint.items()}
 
 
 def controlnet_state_dict(seed: int = 0, dtype: torch.dtype = torch.float16) -> dict:
@@ -377,8 +419,13 @@ def write(out_dir: Path, seed: int, log) -> None:
 
     put_comfyui_first(paths.COMFYUI)
     out_dir = Path(out_dir)
-    save_safetensors(checkpoint_state_dict(seed), out_dir / CHECKPOINT_FILE)
+    checkpoint = checkpoint_state_dict(seed)
+    save_safetensors(checkpoint, out_dir / CHECKPOINT_FILE)
     log("sdxl checkpoint")
+    for rel, sd in split_files(checkpoint).items():
+        save_safetensors(sd, out_dir / rel)
+    del checkpoint
+    log("sdxl split files")
     save_safetensors(controlnet_state_dict(seed), out_dir / CONTROLNET_FILE)
     log("sdxl controlnet")
     write_lora(out_dir, seed)
