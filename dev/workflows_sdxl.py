@@ -5,6 +5,7 @@ from make_workflows import (
     CUSTOM_SCALES,
     CUSTOM_SIGMAS,
     HF,
+    IMG2IMG_IMAGE,
     NEGATIVE,
     PROMPT,
     RESOLUTION,
@@ -54,7 +55,10 @@ finetune is not promised; v-prediction finetunes differ the most.
 """
 
 
-def build_sdxl(name: str) -> Graph:
+def build_sdxl(name: str, conditioning=None) -> Graph:
+    """Checkpoint -> SwD LoRA Loader -> SwD Sampler (4 steps). ``conditioning(g, pos, neg)``, if given, adds
+    nodes between the prompts and the sampler and returns the sampler's ``(positive, negative)`` as
+    ``(node, output)`` pairs."""
     g = Graph(name)
     lora_url = f"{HF}/{SDXL_LORA_REPO}/resolve/main/adapter_model.safetensors"
     g.node("MarkdownNote", "Model files", (-520, 0), (480, 640), [sdxl_note()], color=("#432", "#653"))
@@ -71,8 +75,10 @@ def build_sdxl(name: str) -> Graph:
     g.link(loader, "MODEL", swd_lora, "model")
     for enc in (pos, neg):
         g.link(loader, "CLIP", enc, "clip")
-    sample_and_save(g, name, (swd_lora, "MODEL"), (pos, "CONDITIONING"), (neg, "CONDITIONING"), (latent, "LATENT"),
-                    schedule, (loader, "VAE"))
+    positive, negative = (pos, "CONDITIONING"), (neg, "CONDITIONING")
+    if conditioning is not None:
+        positive, negative = conditioning(g, pos, neg)
+    sample_and_save(g, name, (swd_lora, "MODEL"), positive, negative, (latent, "LATENT"), schedule, (loader, "VAE"))
     return g
 
 
@@ -102,6 +108,51 @@ def build_sdxl_vs_base(name: str) -> Graph:
     return g
 
 
+#: diffusers' SDXL canny ControlNet, in its own folder under ``models/controlnet/`` (its file name is generic);
+#: ComfyUI's ControlNetLoader reads the diffusers layout and detects SDXL from it.
+CONTROLNET_REPO = "diffusers/controlnet-canny-sdxl-1.0"
+CONTROLNET = ("controlnet-canny-sdxl-1.0/diffusion_pytorch_model.fp16.safetensors",
+              f"{HF}/{CONTROLNET_REPO}/resolve/main/diffusion_pytorch_model.fp16.safetensors")
+
+
+def build_sdxl_controlnet(name: str) -> Graph:
+    """SwD SDXL with a canny ControlNet: Load Image (``example.png``) -> Canny -> Apply ControlNet
+    (``ControlNetApplyAdvanced``, no VAE: SDXL ControlNets take the pixel hint) <- Load ControlNet Model."""
+    import workflows_controlnet as cn  # registers the ControlNet node types
+
+    def controlnet(g: Graph, pos: dict, neg: dict):
+        loader = g.node("ControlNetLoader", "Load ControlNet Model (SDXL canny)", (430, 600), (380, 58),
+                        [CONTROLNET[0]], models=[(CONTROLNET[0], CONTROLNET[1], "controlnet")])
+        image = g.node("LoadImage", "Load Image (control image)", (430, 700), (320, 360), [IMG2IMG_IMAGE, "image"])
+        canny = g.node("Canny", "Canny", (430, 1110), (320, 82), list(cn.CANNY))
+        apply = g.node("ControlNetApplyAdvanced", "Apply ControlNet", (900, 330), (320, 166),
+                       [cn.STRENGTH, 0.0, 1.0])
+        apply["inputs"] = [i for i in apply["inputs"] if i["name"] != "vae"]  # optional: SDXL ControlNets need none
+        g.link(pos, "CONDITIONING", apply, "positive")
+        g.link(neg, "CONDITIONING", apply, "negative")
+        g.link(loader, "CONTROL_NET", apply, "control_net")
+        g.link(image, "IMAGE", canny, "image")
+        g.link(canny, "IMAGE", apply, "image")
+        return (apply, "positive"), (apply, "negative")
+
+    g = build_sdxl(name, controlnet)
+    note = next(n for n in g.nodes if n["type"] == "MarkdownNote")
+    note["widgets_values"][0] = note["widgets_values"][0].replace(
+        "## SwD: SDXL, 4 steps", "## SwD: SDXL, 4 steps: ControlNet", 1) + (
+        "\n### ControlNet (canny)\n| file | folder | from |\n|---|---|---|\n"
+        f"| `{CONTROLNET[0].split('/')[-1]}` | `ComfyUI/models/controlnet/{CONTROLNET[0].split('/')[0]}/` | "
+        f"[{CONTROLNET_REPO}]({HF}/{CONTROLNET_REPO}) ([file]({CONTROLNET[1]})) |\n\n"
+        "Load Image -> **Canny** -> **Apply ControlNet** (no VAE: SDXL ControlNets take the image itself). "
+        "Any SDXL ControlNet that ComfyUI's **Load ControlNet Model** reads works the same way (other "
+        "preprocessors for depth, pose...).\n\n"
+        "**Across scales**: ComfyUI resizes the hint image to the latent's size whenever it changes, so each "
+        "of SwD's 4 scales gets the hint at its own size (no VAE encode for SDXL ControlNets).\n"
+        "The ControlNet was trained with SDXL base at cfg above 1; with the SwD LoRA at cfg 1 it is untested on "
+        "the real weights here: lower the strength if the image degrades.\n")
+    return g
+
+
 def build_all() -> dict[str, Graph]:
     return {"swd-sdxl-4-steps": build_sdxl("swd-sdxl-4-steps"),
-            "swd-sdxl-4-steps-vs-base": build_sdxl_vs_base("swd-sdxl-4-steps-vs-base")}
+            "swd-sdxl-4-steps-vs-base": build_sdxl_vs_base("swd-sdxl-4-steps-vs-base"),
+            "swd-sdxl-4-steps-controlnet": build_sdxl_controlnet("swd-sdxl-4-steps-controlnet")}

@@ -50,3 +50,7 @@ SDXL_CHECKPOINT = "swd-standin-sdxl.safetensors"  # in checkpoints/
 SDXL_CONTROLNET = "swd-standin-sdxl-controlnet.safetensors"  # in controlnet/
 SDXL_LORA_DIR = "swd-standin-sdxl-lora"  # in loras/
 SDXL_LORA = f"{SDXL_LORA_DIR}/adapter_model.safetensors"
+# SDXL split files, cut from the SDXL checkpoint stand-in (its CLIP-L is the CLIP_L file above)
+SDXL_DIFFUSION_MODEL = "swd-standin-sdxl-unet.safetensors"  # in diffusion_models/
+SDXL_CLIP_G = "swd-standin-clip_g.safetensors"  # in text_encoders/
+SDXL_VAE = "swd-standin-sdxl-vae.safetensors"  # in vae/

@@ -23,11 +23,12 @@ means FLUX, an SDXL one (``sd_xl``/``sdxl``) SDXL, anything else SD3.5):
   context: see ``harness.standins.flux``). Only a CLIP-L stand-in exists: a full-size T5-XXL
   (4.7 B parameters) with random weights cannot be built or run on a CPU test machine;
 * ``VAELoader.vae_name`` -> the family's stand-in VAE;
-* ``ControlNetLoader.control_net_name`` (SD3.5, FLUX) -> the family's ControlNet stand-in, together
+* ``ControlNetLoader.control_net_name`` -> the family's ControlNet stand-in, together
   with the model and the LoRA (like the LoRA, it fits only its own model: a missing ControlNet
   swaps the model too, and a missing model swaps the ControlNet). SD3.5: the stand-in in the layout
   of Stability's SD3.5 files (``harness.standins.sd3_controlnet``); FLUX: the XLabs-layout stand-in,
-  the layout of the shipped workflow's XLabs canny file (``harness.standins.flux_controlnet``).
+  the layout of the shipped workflow's XLabs canny file (``harness.standins.flux_controlnet``); SDXL:
+  an LDM-layout SDXL ControlNet (``harness.standins.sdxl``).
 
 Stand-in files are made by ``harness.standins`` (random weights: noise-like images).
 """
@@ -45,9 +46,10 @@ FAMILIES = {
     "flux": dict(model={"UNETLoader": ("unet_name", paths.FLUX_DIFFUSION_MODEL)},
                  lora=paths.FLUX_LORA, vae=paths.FLUX_VAE, clip_type="stable_diffusion",
                  controlnet=paths.FLUX_CONTROLNET_XLABS),
-    # the SDXL stand-in checkpoint carries its VAE and full-size CLIP-L + CLIP-G
+    # the SDXL stand-in checkpoint carries its VAE and full-size CLIP-L + CLIP-G; its ControlNet stand-in is
+    # in the LDM layout (the real diffusers-layout SDXL ControlNets load through the same ControlNetLoader)
     "sdxl": dict(model={"CheckpointLoaderSimple": ("ckpt_name", paths.SDXL_CHECKPOINT)},
-                 lora=paths.SDXL_LORA, vae=None, clip_type=None, controlnet=None),
+                 lora=paths.SDXL_LORA, vae=None, clip_type=None, controlnet=paths.SDXL_CONTROLNET),
 }
 TEXT_ENCODER_LOADERS = {"TripleCLIPLoader": ("clip_name1", "clip_name2", "clip_name3"),
                         "DualCLIPLoader": ("clip_name1", "clip_name2")}

@@ -49,7 +49,7 @@ OUR_NODES = {"SwDLoraLoader", "SwDSchedule", "SwDSampler", "SamplerSwD"}
 
 def test_the_shipped_set_is_complete():
     assert NAMES == sorted(make_workflows.build_all())
-    assert len(NAMES) == 16
+    assert len(NAMES) == 17
     presets = {n["widgets_values"][0] for name in NAMES for n in ui(name)["nodes"] if n["type"] == "SwDSchedule"}
     assert presets == {"SD3.5 Large, 6 steps", "SD3.5 Large, 4 steps", "SD3.5 Medium, 6 steps", "SD3.5 Medium, 4 steps",
                        "FLUX.1-dev, 4 steps", "SDXL, 4 steps"}
@@ -266,7 +266,7 @@ def test_workflow_runs_in_the_server(server, core, name):
                      "swd-sd3.5-large-6-steps-split-files": 6, "swd-sd3.5-large-vs-base": 6, "swd-flux1-dev-4-steps": 4,
                      "swd-flux1-dev-4-steps-fp8": 4, "swd-sdxl-4-steps": 4, "swd-sd3.5-large-controlnet": 6,
                      "swd-sdxl-4-steps-vs-base": 4, "swd-flux1-dev-4-steps-vs-base": 4,
-                     "swd-flux1-dev-controlnet": 4}[name]
+                     "swd-flux1-dev-controlnet": 4, "swd-sdxl-4-steps-controlnet": 4}[name]
     progress = [m["data"] for m in record["messages"] if m["type"] == "progress" and m["data"]["node"] == sampler_id]
     assert [p["value"] for p in progress] == list(range(1, steps + 1)), progress
     assert {p["max"] for p in progress} == {steps}

@@ -8,7 +8,7 @@ one past DDPM's tables (0..999): read as 999 (written out here, not taken from t
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +31,8 @@ def swd_latents(unet, times: Sequence[float], sizes: Sequence[tuple[int, int]], 
                 pooled: torch.Tensor, *, batch: int, seed: int, cfg: float = 1.0,
                 neg_embeds: torch.Tensor | None = None, neg_pooled: torch.Tensor | None = None,
                 image_size: tuple[int, int] | None = None, upscale_mode: str = "bicubic",
-                device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+                device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+                controlnet: Callable | None = None) -> torch.Tensor:
     """SwD on an SDXL UNet as upstream's procedure writes it.
 
     Args:
@@ -46,6 +47,9 @@ def swd_latents(unet, times: Sequence[float], sizes: Sequence[tuple[int, int]], 
             target size, crop 0), the same at every scale; default: the final latent x 8.
         device, dtype: where and in which dtype the UNet runs (the bench's GPU runs); the noise is
             drawn on the CPU in float32 either way, then moved.
+        controlnet: ``controlnet(model_input, t, embeds, added_cond_kwargs) -> (down, mid)`` residuals
+            (see `controlnet_hook`), passed to the UNet as ``down_block_additional_residuals`` /
+            ``mid_block_additional_residual`` at every step; ``None``: no ControlNet.
 
     Returns:
         ``[batch, 4, *sizes[-1]]`` in the UNet's latent space.
@@ -71,8 +75,13 @@ def swd_latents(unet, times: Sequence[float], sizes: Sequence[tuple[int, int]], 
     latents = latents * scheduler.init_noise_sigma
     for i, t in enumerate(timesteps):
         model_input = torch.cat([latents] * 2) if cfg > 1 else latents
-        eps = unet(model_input, torch.tensor([t] * model_input.shape[0], device=device), encoder_hidden_states=embeds,
-                   added_cond_kwargs={"text_embeds": pooled, "time_ids": time_ids}).sample
+        timestep = torch.tensor([t] * model_input.shape[0], device=device)
+        added = {"text_embeds": pooled, "time_ids": time_ids}
+        extra = {}
+        if controlnet is not None:
+            down, mid = controlnet(model_input, timestep, embeds, added)
+            extra = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
+        eps = unet(model_input, timestep, encoder_hidden_states=embeds, added_cond_kwargs=added, **extra).sample
         if cfg > 1:
             eps_uncond, eps_cond = eps.chunk(2)
             eps = eps_uncond + cfg * (eps_cond - eps_uncond)
@@ -84,3 +93,25 @@ def swd_latents(unet, times: Sequence[float], sizes: Sequence[tuple[int, int]], 
         noise = randn_tensor(x0.shape, generator=generator).to(device, dtype)
         latents = scheduler.add_noise(x0, noise, torch.tensor([timesteps[i + 1]]))
     raise ValueError("no steps")
+
+
+def controlnet_hook(controlnet, image: torch.Tensor, conditioning_scale: float = 1.0, scale: int = 8) -> Callable:
+    """The ``controlnet`` argument of `swd_latents` for a diffusers SDXL ``ControlNetModel``.
+
+    ``image`` (``[B or 1, 3, H, W]``, pixels in [0, 1], as diffusers' ControlNet pipelines feed it) is
+    resized at every step to the latent's size x ``scale`` pixels (``reference.sd3.resize_hint``:
+    centre crop + nearest-exact, what ComfyUI's ``ControlNet.get_control`` does whenever the size
+    changes); an SDXL ControlNet takes the pixels themselves (no VAE). Same text, added conditioning
+    and timestep as the UNet; the residuals are scaled by ``conditioning_scale``.
+    """
+    from .sd3 import resize_hint
+
+    def run(model_input, timestep, embeds, added_cond_kwargs):
+        h, w = model_input.shape[-2:]
+        hint = resize_hint(image, h * scale, w * scale).to(model_input)
+        hint = hint.expand(model_input.shape[0], -1, -1, -1)
+        down, mid = controlnet(model_input, timestep, encoder_hidden_states=embeds, controlnet_cond=hint,
+                               conditioning_scale=conditioning_scale, added_cond_kwargs=added_cond_kwargs,
+                               return_dict=False)
+        return down, mid
+    return run

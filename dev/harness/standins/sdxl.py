@@ -9,7 +9,9 @@
   built through ComfyUI's own ``supported_models.SDXL`` with an explicit config
   (`comfy_unet_config`) and its own key conversion (``comfy.utils.unet_to_diffusers``).
 * **File** (``write``): an SDXL checkpoint that ``CheckpointLoaderSimple`` detects as SDXL (see
-  ``CHECKPOINT_CONFIG``), with the SDXL VAE, and the SwD-SDXL PEFT LoRA folder for it.
+  ``CHECKPOINT_CONFIG``), with the SDXL VAE, and the SwD-SDXL PEFT LoRA folder for it; the same
+  checkpoint as split files (``split_files``: UNet, CLIP-G, VAE) for ``UNETLoader`` +
+  ``DualCLIPLoader`` + ``VAELoader``.
 
 ComfyUI must be importable for ``comfy_model`` and ``write``; the diffusers/PEFT builders do not need it.
 """
@@ -140,6 +142,56 @@ def comfy_model(unet, dtype: torch.dtype = torch.float32):
                                             offload_device=comfy.model_management.unet_offload_device())
 
 
+#: ComfyUI builds a ControlNet loaded from an LDM-layout file of an unknown (small) size with
+#: ``supported_models_base.BASE``'s 64-channel heads, so the small ControlNet's attention is given
+#: 64-channel heads on both sides (a ControlNet's heads need not match its UNet's).
+CONTROLNET_HEAD_CHANNELS = 64
+
+
+def build_controlnet(unet, seed: int = 0):
+    """A diffusers ``ControlNetModel`` for the small ``unet`` (its encoder's layout, text-time added
+    conditioning, `CONTROLNET_HEAD_CHANNELS`-wide heads), random weights drawn by
+    ``_random_state_dict`` (the zero-initialised output convolutions too, so that it acts), fp32, eval."""
+    from diffusers import ControlNetModel
+
+    config = unet.config
+    keep = ("in_channels", "down_block_types", "block_out_channels", "layers_per_block",
+            "transformer_layers_per_block", "cross_attention_dim", "use_linear_projection", "addition_embed_type",
+            "addition_time_embed_dim", "projection_class_embeddings_input_dim", "norm_num_groups")
+    heads = tuple(max(1, c // CONTROLNET_HEAD_CHANNELS) for c in config.block_out_channels)
+    model = ControlNetModel(**{k: config[k] for k in keep}, attention_head_dim=heads)
+    shapes = {k: v.shape for k, v in model.state_dict().items()}
+    model.load_state_dict(_random_state_dict(shapes, _sub_seed(seed, "file") + 3, torch.float32))
+    return model.eval().requires_grad_(False)
+
+
+def controlnet_ldm_state_dict(controlnet, unet_config: dict) -> dict:
+    """A diffusers SDXL ``ControlNetModel``'s weights in the LDM ControlNet layout that ComfyUI's
+    ``ControlNetLoader`` reads at any size (``input_hint_block``, ``zero_convs``, ``middle_block_out``).
+
+    The encoder by ComfyUI's own map (``comfy.utils.unet_to_diffusers``); the ControlNet's own layers
+    by the renames ``comfy.controlnet.load_controlnet_state_dict`` applies to diffusers-layout files
+    (it does so only for the full-size configurations its detection knows, hence this file).
+    """
+    import comfy.utils
+
+    sd = dict(controlnet.state_dict())
+    mapping = comfy.utils.unet_to_diffusers(unet_config)
+    mapping["controlnet_mid_block.weight"] = "middle_block_out.0.weight"
+    mapping["controlnet_mid_block.bias"] = "middle_block_out.0.bias"
+    blocks = sorted({int(k.split(".")[1]) for k in sd if k.startswith("controlnet_down_blocks.")})
+    hint = sorted({int(k.split(".")[2]) for k in sd if k.startswith("controlnet_cond_embedding.blocks.")})
+    for s in (".weight", ".bias"):
+        mapping.update({f"controlnet_down_blocks.{i}{s}": f"zero_convs.{i}.0{s}" for i in blocks})
+        mapping[f"controlnet_cond_embedding.conv_in{s}"] = f"input_hint_block.0{s}"
+        mapping.update({f"controlnet_cond_embedding.blocks.{i}{s}": f"input_hint_block.{2 * (i + 1)}{s}" for i in hint})
+        mapping[f"controlnet_cond_embedding.conv_out{s}"] = f"input_hint_block.{2 * (len(hint) + 1)}{s}"
+    missing = set(sd) - set(mapping)
+    if missing:
+        raise ValueError(f"no LDM name for {sorted(missing)[:5]}")
+    return {mapping[k]: v for k, v in sd.items()}
+
+
 def save_peft_lora(unet, out_dir, seed: int = 0, **lora_config_kwargs) -> Path:
     """A PEFT LoRA on (a copy of) ``unet``, saved with PEFT's ``save_pretrained`` (see ``flux.save_peft_lora``)."""
     from peft import LoraConfig, get_peft_model
@@ -219,8 +271,14 @@ CLIP_G_CONFIG = dict(hidden_size=1280, intermediate_size=5120, num_hidden_layers
 CHECKPOINT_FILE = f"checkpoints/{paths.SDXL_CHECKPOINT}"
 LORA_DIR = f"loras/{paths.SDXL_LORA_DIR}"
 CONTROLNET_FILE = f"controlnet/{paths.SDXL_CONTROLNET}"
+DIFFUSION_MODEL_FILE = f"diffusion_models/{paths.SDXL_DIFFUSION_MODEL}"
+CLIP_G_FILE = f"text_encoders/{paths.SDXL_CLIP_G}"
+VAE_FILE = f"vae/{paths.SDXL_VAE}"
 FILES = {
     "sdxl_checkpoint": CHECKPOINT_FILE,
+    "sdxl_diffusion_model": DIFFUSION_MODEL_FILE,
+    "sdxl_clip_g": CLIP_G_FILE,
+    "sdxl_vae": VAE_FILE,
     "sdxl_controlnet": CONTROLNET_FILE,
     "sdxl_lora_config": f"{LORA_DIR}/adapter_config.json",
     "sdxl_lora_weights": f"{LORA_DIR}/adapter_model.safetensors",
@@ -263,6 +321,40 @@ def checkpoint_state_dict(seed: int = 0, dtype: torch.dtype = torch.float16) -> 
     model_config = comfy.supported_models.SDXL(dict(CHECKPOINT_UNET_CONFIG))
     out.update(model_config.process_clip_state_dict_for_saving(clip))
     return out
+
+
+def split_files(checkpoint: dict) -> dict[str, dict]:
+    """The checkpoint as the split files people load with ``UNETLoader`` + ``DualCLIPLoader`` (type sdxl) +
+    ``VAELoader``: ``{file in the models folder: state dict}``, the tensors shared with ``checkpoint``.
+
+    * the UNet alone in the LDM layout (``model.diffusion_model.`` dropped: what ``ModelSave`` and
+      community SDXL "unet" files hold; UNETLoader detects SDXL from it as the checkpoint loader does);
+    * CLIP-G in the transformers layout of Comfy-Org's ``clip_g.safetensors`` (``text_model.*``,
+      ``text_projection.weight``), converted from the checkpoint's OpenCLIP keys by ComfyUI's own
+      ``supported_models.SDXL.process_clip_state_dict``;
+    * the VAE in the LDM layout of ``sdxl_vae.safetensors`` (``first_stage_model.`` dropped).
+
+    No CLIP-L file: the checkpoint's CLIP-L is the ``CLIP_L`` stand-in's (same builder and seed).
+    """
+    import comfy.supported_models
+    import comfy.utils
+
+    def cut(prefix: str, sd: dict) -> dict:
+        return comfy.utils.state_dict_prefix_replace(dict(sd), {prefix: ""}, filter_keys=True)
+
+    clip = comfy.supported_models.SDXL(dict(CHECKPOINT_UNET_CONFIG)).process_clip_state_dict(dict(checkpoint))
+    return {
+        DIFFUSION_MODEL_FILE: cut("model.diffusion_model.", checkpoint),
+        CLIP_G_FILE: cut("clip_g.transformer.", clip),
+        VAE_FILE: cut("first_stage_model.", checkpoint),
+    }
+
+
+def fp8_checkpoint(checkpoint: dict, dtype: torch.dtype = torch.float8_e4m3fn) -> dict:
+    """The checkpoint as community "fp8" SDXL checkpoints store it: every UNet weight matrix and convolution
+    kernel cast to ``dtype`` (round to nearest, no scale keys), biases, norms, text encoders and VAE as they are."""
+    unet = "model.diffusion_model."
+    return {k: v.to(dtype) if k.startswith(unet) and v.ndim >= 2 else v for k, v in checkpoint.items()}
 
 
 def controlnet_state_dict(seed: int = 0, dtype: torch.dtype = torch.float16) -> dict:
@@ -327,8 +419,13 @@ def write(out_dir: Path, seed: int, log) -> None:
 
     put_comfyui_first(paths.COMFYUI)
     out_dir = Path(out_dir)
-    save_safetensors(checkpoint_state_dict(seed), out_dir / CHECKPOINT_FILE)
+    checkpoint = checkpoint_state_dict(seed)
+    save_safetensors(checkpoint, out_dir / CHECKPOINT_FILE)
     log("sdxl checkpoint")
+    for rel, sd in split_files(checkpoint).items():
+        save_safetensors(sd, out_dir / rel)
+    del checkpoint
+    log("sdxl split files")
     save_safetensors(controlnet_state_dict(seed), out_dir / CONTROLNET_FILE)
     log("sdxl controlnet")
     write_lora(out_dir, seed)
