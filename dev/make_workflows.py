@@ -335,6 +335,8 @@ def build_all() -> dict[str, Graph]:
     graphs[name] = build_custom_advanced(name)
     from workflows_controlnet import build_controlnet  # here: it imports this module
     graphs["swd-sd3.5-large-controlnet"] = build_controlnet("swd-sd3.5-large-controlnet")
+    from workflows_inpaint import build_inpaint  # here: it imports this module
+    graphs["swd-sd3.5-large-inpaint"] = build_inpaint("swd-sd3.5-large-inpaint")
     return graphs
 
 
