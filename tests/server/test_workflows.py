@@ -50,7 +50,7 @@ OUR_NODES = {"SwDLoraLoader", "SwDSchedule", "SwDSampler", "SamplerSwD"}
 
 def test_the_shipped_set_is_complete():
     assert NAMES == sorted(make_workflows.build_all())
-    assert len(NAMES) == 15
+    assert len(NAMES) == 16
     presets = {n["widgets_values"][0] for name in NAMES for n in ui(name)["nodes"] if n["type"] == "SwDSchedule"}
     assert presets == {"SD3.5 Large, 6 steps", "SD3.5 Large, 4 steps", "SD3.5 Medium, 6 steps", "SD3.5 Medium, 4 steps",
                        "FLUX.1-dev, 4 steps", "SDXL, 4 steps"}
