@@ -336,6 +336,8 @@ def build_all() -> dict[str, Graph]:
     from workflows_controlnet import build_controlnet, build_flux_controlnet  # here: it imports this module
     graphs["swd-sd3.5-large-controlnet"] = build_controlnet("swd-sd3.5-large-controlnet")
     graphs["swd-flux1-dev-controlnet"] = build_flux_controlnet("swd-flux1-dev-controlnet")
+    from workflows_inpaint import build_inpaint  # here: it imports this module
+    graphs["swd-sd3.5-large-inpaint"] = build_inpaint("swd-sd3.5-large-inpaint")
     return graphs
 
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from harness.paths import FLUX_VAE, SD3_DIFFUSION_MODEL, SD3_VAE, SDXL_CHECKPOINT
+from harness.reference import flux as flux_reference
 from harness.reference import sdxl as sdxl_reference
 from harness.standins import flux, sdxl
 
@@ -251,6 +252,46 @@ def test_sdxl_inpaint_matches_the_diffusers_procedure_per_scale(host, pixels):
     other = sdxl_reference.swd_latents(inpainting_unet(torch.zeros_like(image)), sched.sigmas, sizes, *text,
                                        batch=1, seed=11)
     assert (other - ref).abs().max().item() > 1e-2  # the masked image reached the model
+
+
+# ------------------------------------------------------------------ diffusers reference (FLUX Fill)
+
+def test_flux_fill_matches_the_diffusers_procedure_per_scale(host, pixels):
+    """FLUX.1 Fill: SwD Sampler on ComfyUI's ``FluxInpaint`` = the diffusers SwD loop (``harness.reference.flux``)
+    on the same weights in ``FluxTransformer2DModel`` (``in_channels`` 384), whose input is FluxFillPipeline's
+    ``cat((latents, masked_image_latents, mask))`` of packed tokens, made at each step's size by diffusers'
+    ``prepare_mask_latents`` (``reference.flux.fill_input``) from InpaintModelConditioning's pixel mask and
+    raw masked-image latent, both resized bilinear as ``Flux.concat_cond`` does. Empty latent, no noise mask
+    (FluxFillPipeline does not blend), fp32, guidance 3.5; compared in the transformer's latent space."""
+    transformer = flux.build_transformer(seed=0, in_channels=384, out_channels=64)
+    model = flux.comfy_model(transformer)
+    vae = host.node("VAELoader")().load_vae(FLUX_VAE)[0]
+    g = torch.Generator().manual_seed(7)
+    text = torch.randn(1, 9, 64, generator=g), torch.randn(1, 32, generator=g)
+    cond = [[text[0], {"pooled_output": text[1], "guidance": 3.5}]]
+    pos, neg, _ = host.node("InpaintModelConditioning")().encode(cond, cond, pixels, vae, box_mask(), False)
+    sched = host.node("SwDSchedule").execute("FLUX.1-dev, 4 steps", "", "").args[0]
+    latent = {"samples": torch.zeros(1, 16, 32, 32)}
+    ours = model.model.process_latent_in(swd(host, model, pos, neg, latent, sched, seed=11))
+
+    fmt = model.model.latent_format
+    image, mask = pos[0][1]["concat_latent_image"], pos[0][1]["concat_mask"]
+    sizes = host.swd_core.latent_sizes(sched.scales, 32, 32, 2)
+
+    def reference(masked_image, pixel_mask=mask):
+        fill = flux_reference.fill_input(pixel_mask, masked_image, fmt.scale_factor, fmt.shift_factor)
+        return flux_reference.swd_latents(transformer, sched.sigmas, sizes, *text, batch=1, seed=11,
+                                          guidance=3.5, image_input=fill)
+
+    ref = reference(image)
+    print(f"FLUX Fill vs diffusers: max |d| {(ours - ref).abs().max().item():.2e}, "
+          f"max |ref| {ref.abs().max().item():.1f}")
+    assert (ours - ref).abs().max().item() <= 1e-4
+    assert ref.abs().max().item() > 0.1
+    other = reference(torch.zeros_like(image))
+    assert (other - ref).abs().max().item() > 1e-2  # the masked image reached the model
+    other = reference(image, torch.ones_like(mask))
+    assert (other - ref).abs().max().item() > 1e-2  # and so did the mask
 
 
 # ------------------------------------------------------------------ what stays refused

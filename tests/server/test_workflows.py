@@ -23,6 +23,7 @@ import sys
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -49,7 +50,7 @@ OUR_NODES = {"SwDLoraLoader", "SwDSchedule", "SwDSampler", "SamplerSwD"}
 
 def test_the_shipped_set_is_complete():
     assert NAMES == sorted(make_workflows.build_all())
-    assert len(NAMES) == 17
+    assert len(NAMES) == 18
     presets = {n["widgets_values"][0] for name in NAMES for n in ui(name)["nodes"] if n["type"] == "SwDSchedule"}
     assert presets == {"SD3.5 Large, 6 steps", "SD3.5 Large, 4 steps", "SD3.5 Medium, 6 steps", "SD3.5 Medium, 4 steps",
                        "FLUX.1-dev, 4 steps", "SDXL, 4 steps"}
@@ -241,8 +242,26 @@ def prepare_run(server, name: str) -> tuple[dict, tuple[int, int]]:
             assert (node["inputs"]["width"], node["inputs"]["height"]) == (1024, 1024), "shipped size"
             node["inputs"]["width"], node["inputs"]["height"] = size
         if node["class_type"] == "LoadImage":  # img2img: the start image sets the size
-            Image.new("RGB", size, (200, 120, 40)).save(Path(server.input_dir) / node["inputs"]["image"])
+            image = Image.new("RGB", size, (200, 120, 40))
+            if name == INPAINT:  # a mask painted in the mask editor: alpha 0 where painted
+                image = painted(image, INPAINT_BOX)
+                node["inputs"]["image"] = "swd-test-painted.png"
+            image.save(Path(server.input_dir) / node["inputs"]["image"])
     return prompt, size
+
+
+INPAINT = "swd-sd3.5-large-inpaint"
+INPAINT_BOX = (64, 96, 192, 224)  # (left, top, right, bottom) px of the 256x256 test image
+
+
+def painted(image: Image.Image, box: tuple) -> Image.Image:
+    """``image`` as ComfyUI's mask editor saves it after painting ``box``: RGBA, alpha 0 on the paint
+    (Load Image's MASK is 1 - alpha)."""
+    image = image.convert("RGBA")
+    alpha = Image.new("L", image.size, 255)
+    alpha.paste(0, box)
+    image.putalpha(alpha)
+    return image
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if n not in NO_IMAGE])
@@ -266,7 +285,7 @@ def test_workflow_runs_in_the_server(server, core, name):
                      "swd-sd3.5-large-6-steps-split-files": 6, "swd-sd3.5-large-vs-base": 6, "swd-flux1-dev-4-steps": 4,
                      "swd-flux1-dev-4-steps-fp8": 4, "swd-sdxl-4-steps": 4, "swd-sd3.5-large-controlnet": 6,
                      "swd-sdxl-4-steps-vs-base": 4, "swd-flux1-dev-4-steps-vs-base": 4,
-                     "swd-flux1-dev-controlnet": 4, "swd-sdxl-4-steps-controlnet": 4}[name]
+                     "swd-flux1-dev-controlnet": 4, "swd-sdxl-4-steps-controlnet": 4, INPAINT: 6}[name]
     progress = [m["data"] for m in record["messages"] if m["type"] == "progress" and m["data"]["node"] == sampler_id]
     assert [p["value"] for p in progress] == list(range(1, steps + 1)), progress
     assert {p["max"] for p in progress} == {steps}
@@ -277,6 +296,41 @@ def test_workflow_runs_in_the_server(server, core, name):
     png = Image.open(io.BytesIO(server.view(images[0])))
     assert png.format == "PNG" and png.size == size
     assert (Path(server.output_dir) / images[0]["subfolder"] / images[0]["filename"]).is_file()
+
+
+def _run_image(server, prompt: dict, seed: int) -> np.ndarray:
+    prompt = json.loads(json.dumps(prompt))
+    next(n for n in prompt.values() if n["class_type"] == "SwDSampler")["inputs"]["seed"] = seed
+    record = server.run(prompt, timeout=600)
+    assert record["status"] == "success", server.log()[-3000:]
+    save_id = next(i for i, n in prompt.items() if n["class_type"] == "SaveImage")
+    png = server.view(record["history"]["outputs"][save_id]["images"][0])
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.float64)
+
+
+def test_inpaint_workflow_redraws_the_painted_mask_only(server):
+    """The inpainting workflow with a mask painted as the mask editor saves it: two seeds change the
+    picture inside the painted box and (nearly) nothing outside it; the shipped example.png (no alpha:
+    an empty MASK) gives the input image back whatever the seed."""
+    prompt, size = prepare_run(server, INPAINT)
+    a, b = (_run_image(server, prompt, seed) for seed in (1, 2))
+    inside = np.zeros(a.shape[:2], bool)
+    left, top, right, bottom = INPAINT_BOX
+    inside[top:bottom, left:right] = True
+    # away from the box by more than the grown mask (6 px) and a latent pixel's reach of the VAE
+    # decoder's convolutions; its mid-block attention still spreads a little everywhere
+    far = np.ones_like(inside)
+    far[top - 32:bottom + 32, left - 32:right + 32] = False
+    diff = np.abs(a - b).mean(axis=2)
+    print(f"mean |seed 1 - seed 2| inside {diff[inside].mean():.2f}, far outside {diff[far].mean():.3f} (0-255)")
+    assert diff[inside].mean() > 10 * max(diff[far].mean(), 0.1)
+    # no alpha: nothing painted, the output latent is the input latent for every seed
+    for node in prompt.values():
+        if node["class_type"] == "LoadImage":
+            node["inputs"]["image"] = "swd-test-unpainted.png"
+            Image.new("RGB", size, (200, 120, 40)).save(Path(server.input_dir) / node["inputs"]["image"])
+    c, d = (_run_image(server, prompt, seed) for seed in (1, 2))
+    assert np.array_equal(c, d)
 
 
 def test_demo_script_runs_a_shipped_workflow(server, tmp_path):

@@ -19,22 +19,29 @@ import torch.nn.functional as F
 
 LATENT_CHANNELS = 16
 VAE_SCALE_FACTOR = 8  # FLUX's VAE: 8x; packing needs even latent sizes (2x2 patches)
+#: ``(h, w) -> [B, h/2 * w/2, C]``: a model input made for the step's latent size, packed.
+ImageInput = Callable[[int, int], torch.Tensor]
 
 
 @torch.no_grad()
 def velocity(transformer, x: torch.Tensor, sigma: float, prompt_embeds: torch.Tensor, pooled: torch.Tensor,
-             text_ids: torch.Tensor, guidance: float, controlnet: Callable | None = None) -> torch.Tensor:
+             text_ids: torch.Tensor, guidance: float, controlnet: Callable | None = None,
+             image_input: ImageInput | None = None) -> torch.Tensor:
     """The transformer's flow velocity ``v [B, 16, h, w]`` for the unpacked latent ``x [B, 16, h, w]``.
 
     As ``FluxPipeline.__call__`` calls it: packed latents, ``timestep = sigma`` (the pipeline
     passes ``t / 1000``; the transformer multiplies by 1000 itself), ``guidance`` as a ``[B]``
     tensor (also multiplied by 1000 inside). ``controlnet(inputs, (h, w))`` (`controlnet_hook`) gets the
-    transformer's keyword inputs and gives its ControlNet arguments.
+    transformer's keyword inputs and gives its ControlNet arguments. ``image_input(h, w)``, if given, is
+    appended to the packed latents' features (``FluxFillPipeline``: ``torch.cat((latents,
+    masked_image_latents), dim=2)``).
     """
     from diffusers import FluxPipeline
 
     b, c, h, w = x.shape
     packed = FluxPipeline._pack_latents(x, b, c, h, w)
+    if image_input is not None:
+        packed = torch.cat((packed, image_input(h, w).to(packed)), dim=2)
     img_ids = FluxPipeline._prepare_latent_image_ids(b, h // 2, w // 2, x.device, x.dtype)
     inputs = dict(
         hidden_states=packed,
@@ -48,6 +55,34 @@ def velocity(transformer, x: torch.Tensor, sigma: float, prompt_embeds: torch.Te
     extra = {} if controlnet is None else controlnet(inputs, (h, w))
     out = transformer(**inputs, **extra, return_dict=False)[0]
     return FluxPipeline._unpack_latents(out, h * VAE_SCALE_FACTOR, w * VAE_SCALE_FACTOR, VAE_SCALE_FACTOR)
+
+
+def fill_input(pixel_mask: torch.Tensor, image_latent: torch.Tensor, scaling_factor: float,
+               shift_factor: float) -> ImageInput:
+    """FLUX.1 Fill's image input at any latent size ``(h, w)``: ``FluxFillPipeline.prepare_mask_latents``'
+    packed masked-image latent and 8x8-packed mask, concatenated as the pipeline does.
+
+    The pipeline works at one size; for a step of another size the mask ``[B, 1, H, W]`` (pixels) is
+    resized to ``(8h, 8w)`` and the raw VAE latent ``image_latent [B, 16, h', w']`` to ``(h, w)``, both
+    bilinear (as ComfyUI's ``Flux.concat_cond``), then given to diffusers' code unchanged.
+    """
+    from types import SimpleNamespace
+
+    from diffusers import FluxFillPipeline
+
+    pipe = SimpleNamespace(vae_scale_factor=VAE_SCALE_FACTOR, _pack_latents=FluxFillPipeline._pack_latents,
+                           vae=SimpleNamespace(config=SimpleNamespace(scaling_factor=scaling_factor,
+                                                                      shift_factor=shift_factor)))
+
+    def make(h: int, w: int) -> torch.Tensor:
+        size = (h * VAE_SCALE_FACTOR, w * VAE_SCALE_FACTOR)
+        mask = F.interpolate(pixel_mask, size=size, mode="bilinear")
+        image = F.interpolate(image_latent, size=(h, w), mode="bilinear")
+        mask, image = FluxFillPipeline.prepare_mask_latents(
+            pipe, mask, image, image.shape[0], LATENT_CHANNELS, 1, *size, image.dtype, image.device, None)
+        return torch.cat((image, mask), dim=-1)
+
+    return make
 
 
 @torch.no_grad()
@@ -65,6 +100,7 @@ def swd_latents(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
     controlnet: Callable | None = None,
+    image_input: ImageInput | None = None,
 ) -> torch.Tensor:
     """Text-to-image SwD sampling of a FLUX transformer, as upstream runs it.
 
@@ -82,6 +118,7 @@ def swd_latents(
             float32 on the CPU and moved.
         controlnet: `controlnet_hook` for a diffusers ``FluxControlNetModel``, called at every step;
             ``None``: no ControlNet.
+        image_input: an extra model input made at each step's size (FLUX.1 Fill: ``fill_input``).
 
     Returns:
         The final latent ``[B, 16, *sizes[-1]]`` in the transformer's space (before
@@ -104,7 +141,7 @@ def swd_latents(
     x = sigmas[0] * noise((batch, LATENT_CHANNELS, *sizes[0]))
     for i, sigma in enumerate(sigmas[:-1]):
         x0 = x - sigma * velocity(transformer, x, float(sigma), prompt_embeds, pooled, text_ids, guidance,
-                                     controlnet)
+                                     controlnet, image_input)
         if i + 1 < len(sizes):
             x0 = F.interpolate(x0, size=tuple(sizes[i + 1]), mode="bicubic")
         sigma_next = sigmas[i + 1]
