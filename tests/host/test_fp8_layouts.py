@@ -1,6 +1,7 @@
 """SwD LoRA Loader on fp8 model files: ComfyUI's fp8 "scaled" checkpoint format and UNETLoader's
 ``weight_dtype`` fp8_e4m3fn (SD3.5), an SDXL checkpoint with float8_e4m3fn UNet weights and UNETLoader
-fp8_e4m3fn on the SDXL UNet (SDXL), against the full-precision run of the same graph.
+fp8_e4m3fn on the SDXL UNet (SDXL), a FLUX.1-dev diffusion model stored in float8_e4m3fn and
+UNETLoader fp8_e4m3fn on the bf16 one (FLUX), against the full-precision run of the same graph.
 
 fp8 is lossy, so nothing here can match exactly: the test measures the difference of the SwD
 latent (printed; the README states the figures) and asserts only that it is finite and smaller
@@ -11,7 +12,7 @@ land at least that far away.
 import safetensors.torch
 import torch
 
-from harness.paths import MODELS, SD3_CHECKPOINT, SDXL_DIFFUSION_MODEL, SDXL_LORA
+from harness.paths import FLUX_DIFFUSION_MODEL, FLUX_LORA, MODELS, SD3_CHECKPOINT, SDXL_DIFFUSION_MODEL, SDXL_LORA
 from harness.standins import sd3 as standins
 from harness.standins import sdxl
 
@@ -99,16 +100,22 @@ def check_against_full_precision(results: dict, full, no_lora) -> None:
 
 # --------------------------------------------------------------------------- SDXL
 
-def sdxl_latent(host, model, positive, lora=True):
-    """SwD LoRA Loader (the SDXL stand-in LoRA, strength 1) + SwD Sampler, SDXL 4 steps, 256x192, cfg 1, in
-    inference mode as ComfyUI's executor runs nodes (its fp8 LoRA patching needs it)."""
+def swd_latent(host, model, positive, lora: str | None, preset: str, latent_shape) -> torch.Tensor:
+    """SwD LoRA Loader (``lora`` at strength 1; ``None``: none) + SwD Sampler (``preset``, seed 7, cfg 1) on
+    a zero latent of ``latent_shape``, in inference mode as ComfyUI's executor runs nodes (its fp8 LoRA
+    patching needs it)."""
     with torch.inference_mode():
         if lora:
-            model = host.node("SwDLoraLoader").execute(model, SDXL_LORA, 1.0).args[0]
-        latent = {"samples": torch.zeros(1, 4, 24, 32)}
-        schedule = host.swd_core.PRESETS["SDXL, 4 steps"]
+            model = host.node("SwDLoraLoader").execute(model, lora, 1.0).args[0]
+        latent = {"samples": torch.zeros(latent_shape)}
+        schedule = host.swd_core.PRESETS[preset]
         out = host.node("SwDSampler").execute(model, positive, positive, latent, schedule, 7, 1.0, "bicubic")
         return out.args[0]["samples"]
+
+
+def sdxl_latent(host, model, positive, lora=True):
+    """The SDXL stand-in LoRA (or none) + SwD Sampler, SDXL 4 steps, 256x192."""
+    return swd_latent(host, model, positive, SDXL_LORA if lora else None, "SDXL, 4 steps", (1, 4, 24, 32))
 
 
 def test_sdxl_swd_lora_on_fp8_files_stays_close_to_full_precision(host, tmp_path):
@@ -148,3 +155,46 @@ def test_sdxl_swd_lora_on_fp8_files_stays_close_to_full_precision(host, tmp_path
     comfy.model_management.unload_all_models()
     assert (full - no_lora).abs().max().item() > 1e-2
     check_against_full_precision(results, full, no_lora)
+
+
+# --------------------------------------------------------------------------- FLUX
+
+def test_flux_swd_lora_on_fp8_files_stays_close_to_full_precision(host, tmp_path):
+    """FLUX.1-dev in fp8 two ways, as the shipped fp8 workflow loads it: a diffusion model whose weight
+    matrices are stored in float8_e4m3fn (as Kijai's ``flux1-dev-fp8-e4m3fn.safetensors``:
+    ``standins.common.fp8_weights``) through UNETLoader fp8_e4m3fn, and UNETLoader fp8_e4m3fn on the bf16
+    file; each with SwD LoRA Loader, against the bf16 file loaded at full precision with the LoRA."""
+    import comfy.model_management
+
+    from harness.standins.common import fp8_weights
+
+    sd = safetensors.torch.load_file(MODELS / "diffusion_models" / FLUX_DIFFUSION_MODEL)
+    fp8 = fp8_weights(sd)
+    assert sum(v.dtype == torch.float8_e4m3fn for v in fp8.values()) > 10
+    key = "double_blocks.0.img_attn.qkv.weight"
+    stored = fp8[key]
+    with host.model_folder("diffusion_models", tmp_path):
+        safetensors.torch.save_file(fp8, tmp_path / "standin_flux_fp8.safetensors")
+        del sd, fp8
+        model8 = host.node("UNETLoader")().load_unet("standin_flux_fp8.safetensors", "fp8_e4m3fn")[0]
+    weight = model8.model.diffusion_model.double_blocks[0].img_attn.qkv.weight
+    assert weight.dtype == torch.float8_e4m3fn and torch.equal(weight, stored)
+    full = host.node("UNETLoader")().load_unet(FLUX_DIFFUSION_MODEL, "default")[0]
+    cast8 = host.node("UNETLoader")().load_unet(FLUX_DIFFUSION_MODEL, "fp8_e4m3fn")[0]
+    assert cast8.model.diffusion_model.double_blocks[0].img_attn.qkv.weight.dtype == torch.float8_e4m3fn
+
+    g = torch.Generator().manual_seed(4)
+    positive = host.node("FluxGuidance").execute(
+        [[torch.randn(1, 12, 768, generator=g), {"pooled_output": torch.randn(1, 768, generator=g)}]], 4.5).args[0]
+
+    def latent(model, lora=FLUX_LORA):
+        return swd_latent(host, model, positive, lora, "FLUX.1-dev, 4 steps", (1, 16, 32, 24))
+
+    reference, no_lora = latent(full), latent(full, lora=None)
+    results = {"FLUX fp8 file (float8_e4m3fn weights) + SwD LoRA": latent(model8),
+               "FLUX UNETLoader fp8_e4m3fn + SwD LoRA": latent(cast8)}
+    comfy.model_management.unload_all_models()
+    assert (reference - no_lora).abs().max().item() > 1e-2
+    check_against_full_precision(results, reference, no_lora)
+    # the file stored in fp8 holds the weights UNETLoader's cast to fp8 makes (round to nearest)
+    assert torch.equal(*results.values())

@@ -26,3 +26,10 @@ def save_safetensors(sd: dict, path: Path, metadata: dict | None = None) -> Path
     save_file({k: v.detach().contiguous() for k, v in sd.items()}, str(tmp), metadata=metadata or {"format": "pt"})
     os.replace(tmp, path)
     return path
+
+
+def fp8_weights(state_dict: dict, prefix: str = "", dtype: torch.dtype = torch.float8_e4m3fn) -> dict:
+    """``state_dict`` as plain "fp8" model files store it (community fp8 SDXL checkpoints, Kijai's
+    ``flux1-dev-fp8-e4m3fn``): every weight matrix and convolution kernel under ``prefix`` cast to
+    ``dtype`` (round to nearest, no scale keys); biases, norms and everything else as they are."""
+    return {k: v.to(dtype) if k.startswith(prefix) and v.ndim >= 2 else v for k, v in state_dict.items()}

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from .. import paths
-from .common import seeded
+from .common import fp8_weights, seeded
 from .flux import _random_state_dict, _save_peft
 
 LATENT_CHANNELS = 4
@@ -353,8 +353,7 @@ def split_files(checkpoint: dict) -> dict[str, dict]:
 def fp8_checkpoint(checkpoint: dict, dtype: torch.dtype = torch.float8_e4m3fn) -> dict:
     """The checkpoint as community "fp8" SDXL checkpoints store it: every UNet weight matrix and convolution
     kernel cast to ``dtype`` (round to nearest, no scale keys), biases, norms, text encoders and VAE as they are."""
-    unet = "model.diffusion_model."
-    return {k: v.to(dtype) if k.startswith(unet) and v.ndim >= 2 else v for k, v in checkpoint.items()}
+    return fp8_weights(checkpoint, "model.diffusion_model.", dtype)
 
 
 def controlnet_state_dict(seed: int = 0, dtype: torch.dtype = torch.float16) -> dict:
