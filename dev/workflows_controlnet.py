@@ -47,6 +47,31 @@ def note(extra_steps: str = "") -> str:
         "untested on the real weights here: lower the strength if the image degrades.\n" + extra_steps)
 
 
+def add_canny_controlnet(g: mw.Graph, positive, negative, title: str, controlnet: tuple, vae=None,
+                         top: int = 600, apply_y: int = 330) -> dict:
+    """Load ControlNet Model (``controlnet``: file name, URL) + Load Image (``example.png``) -> Canny ->
+    Apply ControlNet (``ControlNetApplyAdvanced``) fed by the ``positive`` / ``negative`` CONDITIONING
+    nodes; returns the Apply node (outputs ``positive``, ``negative``). ``vae``: the node whose VAE encodes
+    the hint (SD3.5, InstantX-layout FLUX ControlNets), or None: the optional input is left out (SDXL)."""
+    loader = g.node("ControlNetLoader", title, (430, top), (380, 58), [controlnet[0]],
+                    models=[(controlnet[0], controlnet[1], "controlnet")])
+    image = g.node("LoadImage", "Load Image (control image)", (430, top + 100), (320, 360),
+                   [mw.IMG2IMG_IMAGE, "image"])
+    canny = g.node("Canny", "Canny", (430, top + 510), (320, 82), list(CANNY))
+    apply = g.node("ControlNetApplyAdvanced", "Apply ControlNet", (900, apply_y), (320, 186 if vae else 166),
+                   [STRENGTH, 0.0, 1.0])
+    if vae is None:
+        apply["inputs"] = [i for i in apply["inputs"] if i["name"] != "vae"]
+    g.link(positive, "CONDITIONING", apply, "positive")
+    g.link(negative, "CONDITIONING", apply, "negative")
+    g.link(loader, "CONTROL_NET", apply, "control_net")
+    g.link(image, "IMAGE", canny, "image")
+    g.link(canny, "IMAGE", apply, "image")
+    if vae is not None:
+        g.link(vae, "VAE", apply, "vae")
+    return apply
+
+
 def build_controlnet(name: str) -> mw.Graph:
     g = mw.build_txt2img(name, "large", 6)
     by_type = mw._by_type(g)
@@ -55,18 +80,7 @@ def build_controlnet(name: str) -> mw.Graph:
     # the prompts go through Apply ControlNet instead of straight into the sampler
     g.links = [link for link in g.links if not (link[3] == sampler["id"] and link[1] in (pos["id"], neg["id"]))]
     _renumber_links(g)
-    loader = g.node("ControlNetLoader", "Load ControlNet Model (SD3.5 canny)", (430, 600), (380, 58),
-                    [CONTROLNET[0]], models=[(CONTROLNET[0], CONTROLNET[1], "controlnet")])
-    image = g.node("LoadImage", "Load Image (control image)", (430, 700), (320, 360),
-                   [mw.IMG2IMG_IMAGE, "image"])
-    canny = g.node("Canny", "Canny", (430, 1110), (320, 82), list(CANNY))
-    apply = g.node("ControlNetApplyAdvanced", "Apply ControlNet", (900, 330), (320, 186), [STRENGTH, 0.0, 1.0])
-    g.link(pos, "CONDITIONING", apply, "positive")
-    g.link(neg, "CONDITIONING", apply, "negative")
-    g.link(loader, "CONTROL_NET", apply, "control_net")
-    g.link(image, "IMAGE", canny, "image")
-    g.link(canny, "IMAGE", apply, "image")
-    g.link(ckpt, "VAE", apply, "vae")
+    apply = add_canny_controlnet(g, pos, neg, "Load ControlNet Model (SD3.5 canny)", CONTROLNET, vae=ckpt)
     g.link(apply, "positive", sampler, "positive")
     g.link(apply, "negative", sampler, "negative")
     mw._note(g, "ControlNet", note())
@@ -109,18 +123,8 @@ def build_flux_controlnet(name: str) -> mw.Graph:
     neg = next(n for n in g.nodes if n["type"] == "CLIPTextEncode" and n["title"].startswith("Negative"))
     g.links = [link for link in g.links if not (link[3] == sampler["id"] and link[1] in (guidance["id"], neg["id"]))]
     _renumber_links(g)
-    loader = g.node("ControlNetLoader", "Load ControlNet Model (FLUX canny)", (430, 680), (380, 58),
-                    [FLUX_CONTROLNET[0]], models=[(FLUX_CONTROLNET[0], FLUX_CONTROLNET[1], "controlnet")])
-    image = g.node("LoadImage", "Load Image (control image)", (430, 780), (320, 360),
-                   [mw.IMG2IMG_IMAGE, "image"])
-    canny = g.node("Canny", "Canny", (430, 1190), (320, 82), list(CANNY))
-    apply = g.node("ControlNetApplyAdvanced", "Apply ControlNet", (900, 320), (320, 186), [STRENGTH, 0.0, 1.0])
-    g.link(guidance, "CONDITIONING", apply, "positive")
-    g.link(neg, "CONDITIONING", apply, "negative")
-    g.link(loader, "CONTROL_NET", apply, "control_net")
-    g.link(image, "IMAGE", canny, "image")
-    g.link(canny, "IMAGE", apply, "image")
-    g.link(vae, "VAE", apply, "vae")
+    apply = add_canny_controlnet(g, guidance, neg, "Load ControlNet Model (FLUX canny)", FLUX_CONTROLNET, vae=vae,
+                                 top=680, apply_y=320)
     g.link(apply, "positive", sampler, "positive")
     g.link(apply, "negative", sampler, "negative")
     note = mw._by_type(g)["MarkdownNote"]

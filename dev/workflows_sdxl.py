@@ -5,7 +5,6 @@ from make_workflows import (
     CUSTOM_SCALES,
     CUSTOM_SIGMAS,
     HF,
-    IMG2IMG_IMAGE,
     NEGATIVE,
     PROMPT,
     RESOLUTION,
@@ -118,21 +117,10 @@ CONTROLNET = ("controlnet-canny-sdxl-1.0/diffusion_pytorch_model.fp16.safetensor
 def build_sdxl_controlnet(name: str) -> Graph:
     """SwD SDXL with a canny ControlNet: Load Image (``example.png``) -> Canny -> Apply ControlNet
     (``ControlNetApplyAdvanced``, no VAE: SDXL ControlNets take the pixel hint) <- Load ControlNet Model."""
-    import workflows_controlnet as cn  # registers the ControlNet node types
+    import workflows_controlnet as cn  # here: it imports make_workflows
 
     def controlnet(g: Graph, pos: dict, neg: dict):
-        loader = g.node("ControlNetLoader", "Load ControlNet Model (SDXL canny)", (430, 600), (380, 58),
-                        [CONTROLNET[0]], models=[(CONTROLNET[0], CONTROLNET[1], "controlnet")])
-        image = g.node("LoadImage", "Load Image (control image)", (430, 700), (320, 360), [IMG2IMG_IMAGE, "image"])
-        canny = g.node("Canny", "Canny", (430, 1110), (320, 82), list(cn.CANNY))
-        apply = g.node("ControlNetApplyAdvanced", "Apply ControlNet", (900, 330), (320, 166),
-                       [cn.STRENGTH, 0.0, 1.0])
-        apply["inputs"] = [i for i in apply["inputs"] if i["name"] != "vae"]  # optional: SDXL ControlNets need none
-        g.link(pos, "CONDITIONING", apply, "positive")
-        g.link(neg, "CONDITIONING", apply, "negative")
-        g.link(loader, "CONTROL_NET", apply, "control_net")
-        g.link(image, "IMAGE", canny, "image")
-        g.link(canny, "IMAGE", apply, "image")
+        apply = cn.add_canny_controlnet(g, pos, neg, "Load ControlNet Model (SDXL canny)", CONTROLNET)
         return (apply, "positive"), (apply, "negative")
 
     g = build_sdxl(name, controlnet)
