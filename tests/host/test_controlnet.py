@@ -33,7 +33,6 @@ from harness.standins import sd3_controlnet
 SIX = "SD3.5 Large, 6 steps"
 CONTROLNET = paths.SD3_CONTROLNET
 CHECKPOINT = paths.SD3_CHECKPOINT
-HINT_HW = (200, 280)  # another aspect ratio than the latents': the centre crop is exercised
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -47,15 +46,6 @@ def checkpoint(host):
 @pytest.fixture(scope="module")
 def controlnet(host):
     return host.node("ControlNetLoader")().load_controlnet(CONTROLNET)[0]
-
-
-@pytest.fixture(scope="module")
-def hint_image():
-    """A ComfyUI IMAGE ``[1, H, W, 3]`` in [0, 1]: smooth shapes plus some noise."""
-    g = torch.Generator().manual_seed(5)
-    y, x = torch.meshgrid(torch.linspace(-1, 1, HINT_HW[0]), torch.linspace(-1, 1, HINT_HW[1]), indexing="ij")
-    rgb = torch.stack([(x * 3).sin(), (y * 5).cos(), x * y], -1) * 0.4 + 0.5
-    return (rgb + 0.1 * torch.rand(*HINT_HW, 3, generator=g)).clamp(0, 1).unsqueeze(0)
 
 
 @pytest.fixture(scope="module")

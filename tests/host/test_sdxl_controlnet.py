@@ -114,15 +114,6 @@ def text():
             torch.randn(1, 7, 32, generator=g), torch.randn(1, sdxl.POOLED_FEATURES, generator=g)]
 
 
-@pytest.fixture(scope="module")
-def hint_image():
-    """A ComfyUI IMAGE ``[1, H, W, 3]`` in [0, 1], of another aspect ratio than the latents (centre crop)."""
-    g = torch.Generator().manual_seed(5)
-    y, x = torch.meshgrid(torch.linspace(-1, 1, 200), torch.linspace(-1, 1, 280), indexing="ij")
-    rgb = torch.stack([(x * 3).sin(), (y * 5).cos(), x * y], -1) * 0.4 + 0.5
-    return (rgb + 0.1 * torch.rand(200, 280, 3, generator=g)).clamp(0, 1).unsqueeze(0)
-
-
 def conds(text):
     pos, pos_pooled, neg, neg_pooled = text
     return [[pos, {"pooled_output": pos_pooled}]], [[neg, {"pooled_output": neg_pooled}]]
