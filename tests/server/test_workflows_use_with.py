@@ -67,5 +67,5 @@ def test_vs_base_workflow_renders_both(server, name, base_steps):
         (image,) = record["history"]["outputs"][save_id]["images"]
         png = Image.open(server.output_dir / image["subfolder"] / image["filename"])
         assert png.size == (TEST_SIZE, TEST_SIZE)
-        pixels.append(torch.from_numpy(np.asarray(png)))
+        pixels.append(torch.from_numpy(np.array(png)))
     assert not torch.equal(*pixels)  # two different renders, not one image twice
