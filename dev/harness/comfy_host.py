@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import sys
 from pathlib import Path
 
@@ -76,6 +77,21 @@ class Host(ComfyHost):
             yield Path(folder)
         finally:
             self.folder_paths.folder_names_and_paths[kind][0].remove(str(folder))
+
+    @staticmethod
+    def release_memory() -> None:
+        """Give back what finished tests leave: ComfyUI's loaded models unloaded, garbage collected (the
+        executors' output caches hold whole models), and the freed heap handed back to the OS (glibc keeps
+        it otherwise, and the next large model then lands on top of it)."""
+        import gc
+
+        import comfy.model_management
+
+        comfy.model_management.unload_all_models()
+        gc.collect()
+        comfy.model_management.soft_empty_cache()
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
 
     @staticmethod
     def x0(patcher, x: torch.Tensor, sigma: float, **model_conds) -> torch.Tensor:

@@ -20,3 +20,11 @@ def hint_image():
     y, x = torch.meshgrid(torch.linspace(-1, 1, 200), torch.linspace(-1, 1, 280), indexing="ij")
     rgb = torch.stack([(x * 3).sin(), (y * 5).cos(), x * y], -1) * 0.4 + 0.5
     return (rgb + 0.1 * torch.rand(200, 280, 3, generator=g)).clamp(0, 1).unsqueeze(0)
+
+
+@pytest.fixture(autouse=True)
+def release_memory(host):  # noqa: F811
+    """After every test, what it loaded goes (the CI machine has 24 GiB; the FLUX and SDXL file stand-ins
+    are several GB each once ComfyUI has loaded them)."""
+    yield
+    host.release_memory()

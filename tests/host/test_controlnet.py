@@ -26,6 +26,7 @@ import torch
 from diffusers import AutoencoderKL, SD3ControlNetModel, SD3Transformer2DModel
 
 from harness import paths
+from harness.controlnet_spy import ControlNetSpy
 from harness.reference import sd3 as reference
 from harness.standins import sd3 as standins
 from harness.standins import sd3_controlnet
@@ -79,32 +80,6 @@ def swd_sampler(host, model, pos, neg, latent, seed, cfg, preset=SIX):
     schedule = host.node("SwDSchedule").execute(preset, "", "").args[0]
     return host.node("SwDSampler").execute(model, pos, neg, {"samples": latent}, schedule, seed, cfg,
                                            "bicubic").args[0]["samples"]
-
-
-class Spy:
-    """Records every call of the SD3 ControlNet model (its latent's size and the hint latent it gets)
-    and every VAE encode's pixel size. Class methods are wrapped (ControlNet apply nodes copy the
-    ControlNet); not ``ControlNet.get_control``'s attributes, which newer ComfyUI renamed (it keeps
-    the last two hints by size in ``cond_hints``)."""
-
-    def __init__(self, monkeypatch):
-        import comfy.cldm.mmdit
-        import comfy.sd
-
-        self.calls, self.encodes, self.hints = [], [], {}
-        real_forward, real_encode = comfy.cldm.mmdit.ControlNet.forward, comfy.sd.VAE.encode
-
-        def forward(model, x, *args, hint=None, **kw):
-            self.calls.append((tuple(x.shape[-2:]), tuple(hint.shape)))
-            self.hints[tuple(x.shape[-2:])] = hint.detach().clone()
-            return real_forward(model, x, *args, hint=hint, **kw)
-
-        def encode(vae, pixels):
-            self.encodes.append(tuple(pixels.shape[1:3]))
-            return real_encode(vae, pixels)
-
-        monkeypatch.setattr(comfy.cldm.mmdit.ControlNet, "forward", forward)
-        monkeypatch.setattr(comfy.sd.VAE, "encode", encode)
 
 
 def sizes_of(host, preset, height, width):
@@ -165,7 +140,9 @@ def controlnet_prompt(*, apply_node="ControlNetApplySD3", width=256, height=192,
 def test_hint_is_rebuilt_at_every_scale(host, monkeypatch, apply_node):
     """ComfyUI's executor, stock nodes: one hint resize + VAE encode per scale, each at the scale's
     latent size * 8 pixels, and the ControlNet's hint latent at the latent's size at every step."""
-    spy = Spy(monkeypatch)
+    import comfy.cldm.mmdit
+
+    spy = ControlNetSpy(monkeypatch, comfy.cldm.mmdit.ControlNet)
     executor, messages = host.run_prompt(controlnet_prompt(apply_node=apply_node), f"cn-{apply_node}")
     assert executor.success, [m for m in messages if m[0] == "execution_error"]
     sizes = sizes_of(host, SIX, 192 // 8, 256 // 8)
@@ -213,7 +190,9 @@ def test_same_latent_as_diffusers_with_controlnet(host, monkeypatch, checkpoint,
                                                   diffusers_models, cfg, batch, height, width):
     model, vae = checkpoint
     strength = 0.7
-    spy = Spy(monkeypatch)
+    import comfy.cldm.mmdit
+
+    spy = ControlNetSpy(monkeypatch, comfy.cldm.mmdit.ControlNet)
     pos, neg = apply_controlnet(host, controlnet, vae, hint_image, *conds(prompts), strength=strength)
     ours = swd_sampler(host, model, pos, neg, torch.zeros(batch, 16, height, width), seed=21, cfg=cfg)
     ref, ref_hints = reference_latent(host, diffusers_models, prompts, hint_image, batch, height, width, 21, cfg,

@@ -28,6 +28,7 @@ import safetensors.torch
 import torch
 
 from harness import paths
+from harness.controlnet_spy import ControlNetSpy
 from harness.reference import flux as reference
 from harness.standins import flux, flux_controlnet
 
@@ -78,30 +79,6 @@ def vaes(host):
     vae = AutoencoderKL(**flux.VAE_CONFIG).eval()
     vae.load_state_dict(convert_ldm_vae_checkpoint(ldm, vae.config), strict=True)
     return comfy_vae, vae
-
-
-class Spy:
-    """Records every call of ComfyUI's FLUX ControlNet (its latent's size and the hint it gets) and
-    every VAE encode's pixel size (class methods: the apply nodes copy the ControlNet)."""
-
-    def __init__(self, monkeypatch):
-        import comfy.ldm.flux.controlnet
-        import comfy.sd
-
-        self.calls, self.encodes, self.hints = [], [], {}
-        real_forward, real_encode = comfy.ldm.flux.controlnet.ControlNetFlux.forward, comfy.sd.VAE.encode
-
-        def forward(model, x, *args, hint=None, **kw):
-            self.calls.append((tuple(x.shape[-2:]), tuple(hint.shape)))
-            self.hints[tuple(x.shape[-2:])] = hint.detach().clone()
-            return real_forward(model, x, *args, hint=hint, **kw)
-
-        def encode(vae, pixels):
-            self.encodes.append(tuple(pixels.shape[1:3]))
-            return real_encode(vae, pixels)
-
-        monkeypatch.setattr(comfy.ldm.flux.controlnet.ControlNetFlux, "forward", forward)
-        monkeypatch.setattr(comfy.sd.VAE, "encode", encode)
 
 
 def sizes_of(host, height, width, preset=PRESET):
@@ -192,7 +169,9 @@ def test_hint_is_rebuilt_at_every_scale(host, monkeypatch, layout):
     hint built for that step's size: InstantX, a VAE encode of the hint image at the scale's latent size
     x 8 pixels (one per scale) and the hint latent at the latent's size; XLabs, the hint image at the
     latent's size x 8 pixels and no VAE encode. Strength 0 gives another latent than strength 0.8."""
-    spy = Spy(monkeypatch)
+    import comfy.ldm.flux.controlnet
+
+    spy = ControlNetSpy(monkeypatch, comfy.ldm.flux.controlnet.ControlNetFlux)
     executor, messages = host.run_prompt(controlnet_prompt(layout, prefix=f"swd_flux_cn_{layout}"), f"fcn-{layout}")
     assert executor.success, [m for m in messages if m[0] == "execution_error"]
     sizes = sizes_of(host, 96 // 8, 128 // 8)
@@ -244,7 +223,9 @@ def test_same_latent_as_diffusers_with_controlnet(host, monkeypatch, small, cont
     transformer, patcher = small
     ref_cn, comfy_cn = controlnets[layout]
     comfy_vae, vae = vaes
-    spy = Spy(monkeypatch)
+    import comfy.ldm.flux.controlnet
+
+    spy = ControlNetSpy(monkeypatch, comfy.ldm.flux.controlnet.ControlNetFlux)
     pos, neg = apply_controlnet(host, comfy_cn, comfy_vae, hint_image, conditioning(host, text), strength)
     latent = swd_sampler(host, patcher, pos, neg, torch.zeros(batch, 16, height, width), seed=21)
     ours = patcher.model.process_latent_in(latent.float())

@@ -19,6 +19,7 @@ import safetensors.torch
 import torch
 
 from harness import paths
+from harness.controlnet_spy import ControlNetSpy
 from harness.reference import sdxl as reference
 from harness.standins import sdxl
 
@@ -60,20 +61,14 @@ def saved_latent(host, executor):
 def test_sdxl_controlnet_hint_follows_every_scale(host, monkeypatch):
     import comfy.cldm.cldm
 
-    calls = []
-    real_forward = comfy.cldm.cldm.ControlNet.forward
-
-    def forward(model, x, hint, *args, **kwargs):
-        calls.append((tuple(x.shape[-2:]), tuple(hint.shape[-2:])))
-        return real_forward(model, x, hint, *args, **kwargs)
-
-    monkeypatch.setattr(comfy.cldm.cldm.ControlNet, "forward", forward)
+    spy = ControlNetSpy(monkeypatch, comfy.cldm.cldm.ControlNet)
     executor, messages = host.run_prompt(prompt(True, "swd_sdxl_cn/with"), "sdxl-cn")
     assert executor.success, [m for m in messages if m[0] == "execution_error"]
     sizes = host.swd_core.latent_sizes(host.swd_core.PRESETS[PRESET].scales, 24, 32, 4)
     assert len(set(sizes)) == 4 and sizes[-1] == (24, 32)
     # one ControlNet call per step (cfg 1), the pixel hint at the latent's size x 8 every time
-    assert calls == [((h, w), (h * 8, w * 8)) for h, w in sizes]
+    assert [(size, hint[-2:]) for size, hint in spy.calls] == [((h, w), (h * 8, w * 8)) for h, w in sizes]
+    assert spy.encodes == []  # SDXL ControlNets take the pixels
     with_cn = saved_latent(host, executor)
     executor, messages = host.run_prompt(prompt(False, "swd_sdxl_cn/without"), "sdxl-no-cn")
     assert executor.success, [m for m in messages if m[0] == "execution_error"]
