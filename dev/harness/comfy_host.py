@@ -78,6 +78,15 @@ class Host(ComfyHost):
         finally:
             self.folder_paths.folder_names_and_paths[kind][0].remove(str(folder))
 
+    def sampler_swd_custom_advanced(self, guider, preset: str, latent: torch.Tensor, seed: int) -> torch.Tensor:
+        """The latent ``SamplerCustomAdvanced`` gives with SwD Sampler (SAMPLER) (bicubic), the SwD Schedule
+        ``preset``'s sigmas, ``guider`` (a GUIDER) and ``RandomNoise(seed)``, from ``latent`` ``[B, C, H, W]``."""
+        sched, sigmas = self.node("SwDSchedule").execute(preset, "", "").args
+        sampler = self.node("SamplerSwD").execute(sched, "bicubic").args[0]
+        noise = self.node("RandomNoise").execute(seed).args[0]
+        out = self.node("SamplerCustomAdvanced").execute(noise, guider, sampler, sigmas, {"samples": latent})
+        return out.args[0]["samples"]
+
     @staticmethod
     def release_memory() -> None:
         """Give back what finished tests leave: ComfyUI's loaded models unloaded, garbage collected (the

@@ -214,12 +214,9 @@ def test_sampler_custom_advanced_equals_swd_sampler(host, checkpoint, controlnet
     model, vae = checkpoint
     pos, neg = apply_controlnet(host, controlnet, vae, hint_image, *conds(prompts), strength=0.9)
     latent = torch.zeros(1, 16, 24, 32)
-    sched, sigmas = host.node("SwDSchedule").execute(SIX, "", "").args
-    sampler = host.node("SamplerSwD").execute(sched, "bicubic").args[0]
     guider = host.node("CFGGuider").execute(model, pos, neg, 1.0).args[0]
-    noise = host.node("RandomNoise").execute(77).args[0]
-    out = host.node("SamplerCustomAdvanced").execute(noise, guider, sampler, sigmas, {"samples": latent})
-    assert torch.equal(out.args[0]["samples"], swd_sampler(host, model, pos, neg, latent, seed=77, cfg=1.0))
+    out = host.sampler_swd_custom_advanced(guider, SIX, latent, 77)
+    assert torch.equal(out, swd_sampler(host, model, pos, neg, latent, seed=77, cfg=1.0))
 
 
 # --------------------------------------------------------------------------- (d) another family's ControlNet
@@ -255,14 +252,10 @@ def test_sampler_custom_advanced_refuses_it_too(host, controlnet, checkpoint, hi
     flux = host.node("UNETLoader")().load_unet(paths.FLUX_DIFFUSION_MODEL, "default")[0]
     cond = [[torch.zeros(1, 5, 768), {"pooled_output": torch.zeros(1, 768)}]]
     pos, _ = apply_controlnet(host, controlnet, vae, hint_image, cond, cond)
-    sched, sigmas = host.node("SwDSchedule").execute("FLUX.1-dev, 4 steps", "", "").args
-    sampler = host.node("SamplerSwD").execute(sched, "bicubic").args[0]
     guider = host.node("BasicGuider").execute(flux, pos).args[0]
-    noise = host.node("RandomNoise").execute(1).args[0]
     with pytest.raises(host.swd_core.SwDError, match=r"^SwD Sampler \(SAMPLER\): the positive conditioning has an "
                                                      r"SD3 ControlNet, but the model is FLUX"):
-        host.node("SamplerCustomAdvanced").execute(noise, guider, sampler, sigmas,
-                                                   {"samples": torch.zeros(1, 16, 16, 16)})
+        host.sampler_swd_custom_advanced(guider, "FLUX.1-dev, 4 steps", torch.zeros(1, 16, 16, 16), 1)
 
 
 def test_without_the_check_comfyui_fails_with_a_bare_shape_error(host, monkeypatch, controlnet, checkpoint,

@@ -254,12 +254,9 @@ def test_sampler_custom_advanced_equals_swd_sampler(host, small, controlnets, va
     _transformer, patcher = small
     pos, neg = apply_controlnet(host, controlnets["instantx"][1], vaes[0], hint_image, conditioning(host, text), 0.9)
     latent = torch.zeros(1, 16, 32, 48)
-    sched, sigmas = host.node("SwDSchedule").execute(PRESET, "", "").args
-    sampler = host.node("SamplerSwD").execute(sched, "bicubic").args[0]
     guider = host.node("CFGGuider").execute(patcher, pos, neg, 1.0).args[0]
-    noise = host.node("RandomNoise").execute(77).args[0]
-    out = host.node("SamplerCustomAdvanced").execute(noise, guider, sampler, sigmas, {"samples": latent})
-    assert torch.equal(out.args[0]["samples"], swd_sampler(host, patcher, pos, neg, latent, seed=77))
+    out = host.sampler_swd_custom_advanced(guider, PRESET, latent, 77)
+    assert torch.equal(out, swd_sampler(host, patcher, pos, neg, latent, seed=77))
 
 
 # --------------------------------------------------------------------------- (d) another family's ControlNet
