@@ -28,7 +28,7 @@ means FLUX, an SDXL one (``sd_xl``/``sdxl``) SDXL, anything else SD3.5):
   swaps the model too, and a missing model swaps the ControlNet). SD3.5: the stand-in in the layout
   of Stability's SD3.5 files (``harness.standins.sd3_controlnet``); FLUX: the XLabs-layout stand-in,
   the layout of the shipped workflow's XLabs canny file (``harness.standins.flux_controlnet``); SDXL:
-  an LDM-layout SDXL ControlNet (``harness.standins.sdxl``).
+  an LDM-layout SDXL ControlNet (``harness.standins.sdxl_controlnet``).
 
 Stand-in files are made by ``harness.standins`` (random weights: noise-like images).
 """

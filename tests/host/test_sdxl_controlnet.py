@@ -8,7 +8,7 @@ ComfyUI's ``ControlNet.get_control`` rebuilds the hint whenever the latent's siz
 UNet ControlNet (no VAE) it resizes the hint image to the latent's size x 8 pixels.
 
 Parity: the small SDXL UNet of ``test_sdxl_parity`` with a diffusers ``ControlNetModel`` for it
-(``sdxl.build_controlnet``, random weights), written in the LDM layout (``controlnet_ldm_state_dict``)
+(``sdxl_controlnet.build_controlnet``, random weights), written in the LDM layout (``controlnet_ldm_state_dict``)
 and read by the stock ``ControlNetLoader``, applied with ``ControlNetApplyAdvanced``, against
 ``harness.reference.sdxl.swd_latents`` with the same ``ControlNetModel`` feeding
 ``down_block_additional_residuals`` / ``mid_block_additional_residual`` and the hint resized per scale
@@ -21,7 +21,7 @@ import torch
 from harness import paths
 from harness.controlnet_spy import ControlNetSpy
 from harness.reference import sdxl as reference
-from harness.standins import sdxl
+from harness.standins import sdxl, sdxl_controlnet
 
 PRESET = "SDXL, 4 steps"
 
@@ -89,9 +89,9 @@ def small(host, tmp_path_factory):
     import comfy.model_management
 
     unet = sdxl.build_unet(seed=0)
-    controlnet = sdxl.build_controlnet(unet, seed=0)
+    controlnet = sdxl_controlnet.build_controlnet(unet, seed=0)
     folder = tmp_path_factory.mktemp("sdxl_controlnet")
-    ldm = sdxl.controlnet_ldm_state_dict(controlnet, sdxl.comfy_unet_config(unet.config))
+    ldm = sdxl_controlnet.controlnet_ldm_state_dict(controlnet, sdxl.comfy_unet_config(unet.config))
     safetensors.torch.save_file(ldm, folder / SMALL_CONTROLNET)
     host.folder_paths.add_model_folder_path("controlnet", str(folder))
     try:

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 
-from . import flux, flux_controlnet, sd3, sd3_controlnet, sdxl
+from . import flux, flux_controlnet, sd3, sd3_controlnet, sdxl, sdxl_controlnet
 
-FAMILIES = (sd3, flux, sdxl, sd3_controlnet, flux_controlnet)
+FAMILIES = (sd3, flux, sdxl, sdxl_controlnet, sd3_controlnet, flux_controlnet)
 #: Bump when anything about the generated files changes (configs, seeding, layout).
 STANDINS_VERSION = 1
 MANIFEST_NAME = "standins.json"

@@ -142,56 +142,6 @@ def comfy_model(unet, dtype: torch.dtype = torch.float32):
                                             offload_device=comfy.model_management.unet_offload_device())
 
 
-#: ComfyUI builds a ControlNet loaded from an LDM-layout file of an unknown (small) size with
-#: ``supported_models_base.BASE``'s 64-channel heads, so the small ControlNet's attention is given
-#: 64-channel heads on both sides (a ControlNet's heads need not match its UNet's).
-CONTROLNET_HEAD_CHANNELS = 64
-
-
-def build_controlnet(unet, seed: int = 0):
-    """A diffusers ``ControlNetModel`` for the small ``unet`` (its encoder's layout, text-time added
-    conditioning, `CONTROLNET_HEAD_CHANNELS`-wide heads), random weights drawn by
-    ``_random_state_dict`` (the zero-initialised output convolutions too, so that it acts), fp32, eval."""
-    from diffusers import ControlNetModel
-
-    config = unet.config
-    keep = ("in_channels", "down_block_types", "block_out_channels", "layers_per_block",
-            "transformer_layers_per_block", "cross_attention_dim", "use_linear_projection", "addition_embed_type",
-            "addition_time_embed_dim", "projection_class_embeddings_input_dim", "norm_num_groups")
-    heads = tuple(max(1, c // CONTROLNET_HEAD_CHANNELS) for c in config.block_out_channels)
-    model = ControlNetModel(**{k: config[k] for k in keep}, attention_head_dim=heads)
-    shapes = {k: v.shape for k, v in model.state_dict().items()}
-    model.load_state_dict(_random_state_dict(shapes, _sub_seed(seed, "file") + 3, torch.float32))
-    return model.eval().requires_grad_(False)
-
-
-def controlnet_ldm_state_dict(controlnet, unet_config: dict) -> dict:
-    """A diffusers SDXL ``ControlNetModel``'s weights in the LDM ControlNet layout that ComfyUI's
-    ``ControlNetLoader`` reads at any size (``input_hint_block``, ``zero_convs``, ``middle_block_out``).
-
-    The encoder by ComfyUI's own map (``comfy.utils.unet_to_diffusers``); the ControlNet's own layers
-    by the renames ``comfy.controlnet.load_controlnet_state_dict`` applies to diffusers-layout files
-    (it does so only for the full-size configurations its detection knows, hence this file).
-    """
-    import comfy.utils
-
-    sd = dict(controlnet.state_dict())
-    mapping = comfy.utils.unet_to_diffusers(unet_config)
-    mapping["controlnet_mid_block.weight"] = "middle_block_out.0.weight"
-    mapping["controlnet_mid_block.bias"] = "middle_block_out.0.bias"
-    blocks = sorted({int(k.split(".")[1]) for k in sd if k.startswith("controlnet_down_blocks.")})
-    hint = sorted({int(k.split(".")[2]) for k in sd if k.startswith("controlnet_cond_embedding.blocks.")})
-    for s in (".weight", ".bias"):
-        mapping.update({f"controlnet_down_blocks.{i}{s}": f"zero_convs.{i}.0{s}" for i in blocks})
-        mapping[f"controlnet_cond_embedding.conv_in{s}"] = f"input_hint_block.0{s}"
-        mapping.update({f"controlnet_cond_embedding.blocks.{i}{s}": f"input_hint_block.{2 * (i + 1)}{s}" for i in hint})
-        mapping[f"controlnet_cond_embedding.conv_out{s}"] = f"input_hint_block.{2 * (len(hint) + 1)}{s}"
-    missing = set(sd) - set(mapping)
-    if missing:
-        raise ValueError(f"no LDM name for {sorted(missing)[:5]}")
-    return {mapping[k]: v for k, v in sd.items()}
-
-
 def save_peft_lora(unet, out_dir, seed: int = 0, **lora_config_kwargs) -> Path:
     """A PEFT LoRA on (a copy of) ``unet``, saved with PEFT's ``save_pretrained`` (see ``flux.save_peft_lora``)."""
     from peft import LoraConfig, get_peft_model
@@ -270,7 +220,6 @@ CLIP_G_CONFIG = dict(hidden_size=1280, intermediate_size=5120, num_hidden_layers
 
 CHECKPOINT_FILE = f"checkpoints/{paths.SDXL_CHECKPOINT}"
 LORA_DIR = f"loras/{paths.SDXL_LORA_DIR}"
-CONTROLNET_FILE = f"controlnet/{paths.SDXL_CONTROLNET}"
 DIFFUSION_MODEL_FILE = f"diffusion_models/{paths.SDXL_DIFFUSION_MODEL}"
 CLIP_G_FILE = f"text_encoders/{paths.SDXL_CLIP_G}"
 VAE_FILE = f"vae/{paths.SDXL_VAE}"
@@ -279,7 +228,6 @@ FILES = {
     "sdxl_diffusion_model": DIFFUSION_MODEL_FILE,
     "sdxl_clip_g": CLIP_G_FILE,
     "sdxl_vae": VAE_FILE,
-    "sdxl_controlnet": CONTROLNET_FILE,
     "sdxl_lora_config": f"{LORA_DIR}/adapter_config.json",
     "sdxl_lora_weights": f"{LORA_DIR}/adapter_model.safetensors",
 }
@@ -356,23 +304,6 @@ def fp8_checkpoint(checkpoint: dict, dtype: torch.dtype = torch.float8_e4m3fn) -
     return fp8_weights(checkpoint, "model.diffusion_model.", dtype)
 
 
-def controlnet_state_dict(seed: int = 0, dtype: torch.dtype = torch.float16) -> dict:
-    """An SDXL ControlNet for the checkpoint stand-in, in the LDM layout of the SDXL ControlNets people load
-    with ``ControlNetLoader`` (``input_hint_block``, ``zero_convs``, ``middle_block_out``; ComfyUI's
-    detection calls its encoder SDXL). ComfyUI's ``comfy.cldm.cldm.ControlNet`` for
-    ``CHECKPOINT_UNET_CONFIG`` (a 3-channel pixel hint), built on the meta device, random weights
-    (the zero convolutions too, so that it acts)."""
-    import comfy.cldm.cldm
-    import comfy.ops
-
-    config = {k: v for k, v in CHECKPOINT_UNET_CONFIG.items() if k != "out_channels"}
-    with torch.device("meta"):
-        model = comfy.cldm.cldm.ControlNet(**config, hint_channels=3, device="meta",
-                                           operations=comfy.ops.disable_weight_init)
-    shapes = {k: v.shape for k, v in model.state_dict().items()}
-    return _random_state_dict(shapes, _sub_seed(seed, "file") + 2, dtype)
-
-
 def write_lora(models_dir, seed: int = 0) -> Path:
     """The SwD-SDXL PEFT LoRA for the checkpoint stand-in, at ``loras/<SDXL_LORA_DIR>``.
 
@@ -425,7 +356,5 @@ def write(out_dir: Path, seed: int, log) -> None:
         save_safetensors(sd, out_dir / rel)
     del checkpoint
     log("sdxl split files")
-    save_safetensors(controlnet_state_dict(seed), out_dir / CONTROLNET_FILE)
-    log("sdxl controlnet")
     write_lora(out_dir, seed)
     log("sdxl lora")
