@@ -52,15 +52,17 @@ class Module:
 
 @dataclass(frozen=True)
 class PrivateImport:
-    """``importer`` imports the private ``name`` of ``module`` (both paths) at ``line``."""
+    """``importer`` imports, at ``line``, the private ``name`` of ``module`` (both paths), or with
+    ``name`` ``None`` the private ``module`` itself from outside its package."""
 
     importer: str
     line: int
     module: str
-    name: str
+    name: str | None = None
 
     def __str__(self) -> str:
-        return f"{self.importer}:{self.line} imports {self.name} from {self.module}"
+        what = f"{self.name} from {self.module}" if self.name else f"the private module {self.module}"
+        return f"{self.importer}:{self.line} imports {what}"
 
 
 @dataclass(frozen=True)
@@ -142,13 +144,12 @@ class Graph:
 
     def _edge(self, importer: Module, target: Module, line: int) -> None:
         self.edges[importer.path].add(target.path)
-        private = [i for i, part in enumerate(target.name.split(".")) if _is_private(part)]
-        if private:
-            package = ".".join(target.name.split(".")[:private[0]])
-            inside = importer.name == package or importer.name.startswith(package + ".") or not package
-            if not inside:
-                self.private_imports.append(PrivateImport(importer.path, line, target.path,
-                                                          target.name.split(".")[private[0]]))
+        parts = target.name.split(".")
+        private = [i for i, part in enumerate(parts) if _is_private(part)]
+        if private:  # a private module: for the modules of the package it is in
+            package = ".".join(parts[:private[0]])
+            if package and importer.name != package and not importer.name.startswith(package + "."):
+                self.private_imports.append(PrivateImport(importer.path, line, target.path))
 
     def _read(self, m: Module) -> None:
         tree = ast.parse((self.root / m.path).read_text(encoding="utf-8"), filename=m.path)
@@ -249,7 +250,7 @@ def _shortest_cycle(edges: dict[str, set[str]], start: str, group: set[str]) -> 
 def check(root: Path, **folders) -> tuple[list[Circle], list[PrivateImport]]:
     """The circles and private-name imports among the modules under ``root`` (see `find_modules`)."""
     graph = Graph(root, find_modules(root, **folders))
-    return graph.cycles(), sorted(graph.private_imports, key=lambda p: (p.importer, p.line, p.name))
+    return graph.cycles(), sorted(graph.private_imports, key=lambda p: (p.importer, p.line, p.name or ""))
 
 
 def report(cycles: list[Circle], private: list[PrivateImport]) -> str:
