@@ -1,9 +1,9 @@
 """Host-independent SwD (scale-wise distillation) code: schedules, the sampling loop, LoRA scales.
 
-Imports nothing from ComfyUI; ``swd_core.diffusers_run`` (the diffusers entry point, `run`)
+Imports nothing from ComfyUI; ``swd_core.diffusers`` (the diffusers entry point, `run`)
 imports diffusers lazily. ``swd_core.families`` is the table of model families SwD runs on.
 """
-from .diffusers_run import SwDPipelineOutput, run
+from .diffusers import SwDPipelineOutput, run
 from .errors import SwDError
 from .families import EPSILON, FAMILIES, FLOW, ModelFamily, family_named, family_of_comfy_model
 from .regions import scale_area

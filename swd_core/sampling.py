@@ -2,7 +2,7 @@
 
 The loop only needs callables: a denoiser ``(x, sigma) -> x0``, a resize, a noise source and
 a noise-scaling rule. ComfyUI's adapter (``nodes/sampler.py``) supplies its own model
-wrapper, upscale helper and ``model_sampling.noise_scaling``; ``diffusers_run.py`` supplies
+wrapper, upscale helper and ``model_sampling.noise_scaling``; ``swd_core.diffusers`` supplies
 diffusers'.
 """
 from __future__ import annotations

@@ -44,14 +44,14 @@ def test_messages_name_the_model_and_the_families(core):
 
 @pytest.mark.parametrize("scales,sigmas", [([32, 4096], [1, 0.5]), ([32, 48.5], [1, 0.5]), ([64, 32], [1, 0.5]),
                                            ([32, 64], [1, 0.5, 0.2, 0]), ([32, 64], [1, 1.5])])
-def test_diffusers_run_and_the_node_give_the_same_schedule_errors(core, scales, sigmas):
+def test_diffusers_entry_and_the_node_give_the_same_schedule_errors(core, scales, sigmas):
     from importlib import import_module
 
-    run = import_module(f"{core.__name__}.diffusers_run")
+    common = import_module(f"{core.__name__}.diffusers.common")
     with pytest.raises(core.SwDError) as node:
         core.parse_schedule(", ".join(map(str, scales)), ", ".join(map(str, sigmas)))
     with pytest.raises(core.SwDError) as diffusers:
-        run.resolve_schedule(scales=torch.tensor(scales, dtype=torch.float32), sigmas=sigmas)
+        common.resolve_schedule(scales=torch.tensor(scales, dtype=torch.float32), sigmas=sigmas)
     assert str(diffusers.value) == str(node.value)
 
 

@@ -28,16 +28,13 @@ ComfyUI must be importable (its root first on ``sys.path``) for ``comfy_model`` 
 from __future__ import annotations
 
 import copy
-import json
-import math
-import shutil
 from pathlib import Path
 
 import torch
 
 from .. import paths
 from . import sd3
-from .common import save_safetensors, seeded
+from .common import random_state_dict, save_peft, save_safetensors, seeded
 
 #: Tiny FLUX.1-dev-shaped transformer (guidance embedding, 2 double + 2 single blocks).
 #: ``attention_head_dim`` must equal ``sum(axes_dims_rope)``, as in FLUX (128 = 16 + 56 + 56).
@@ -180,22 +177,7 @@ def save_peft_lora(transformer, out_dir, seed: int = 0, **lora_config_kwargs) ->
     out_dir = Path(out_dir)
     with seeded(_sub_seed(seed, "lora")):
         peft_model = get_peft_model(copy.deepcopy(transformer), LoraConfig(**{**LORA_CONFIG, **lora_config_kwargs}))
-    return _save_peft(peft_model, out_dir)
-
-
-def _save_peft(peft_model, out_dir: Path) -> Path:
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True)
-    peft_model.save_pretrained(str(out_dir), safe_serialization=True)
-    (out_dir / "README.md").unlink(missing_ok=True)  # PEFT's boilerplate model card
-    cfg_path = out_dir / "adapter_config.json"
-    conf = json.loads(cfg_path.read_text())
-    conf["base_model_name_or_path"] = None
-    if isinstance(conf.get("target_modules"), list):  # PEFT writes a set: order varies per process
-        conf["target_modules"] = sorted(conf["target_modules"])
-    cfg_path.write_text(json.dumps(conf, indent=2, sort_keys=True) + "\n")
-    return out_dir
+    return save_peft(peft_model, out_dir)
 
 
 def build_pipeline(seed: int = 0, transformer=None):
@@ -239,26 +221,6 @@ def build_pipeline(seed: int = 0, transformer=None):
 
 # --------------------------------------------------------------------------- files (workflows)
 
-def _random_state_dict(shapes: dict[str, torch.Size], seed: int, dtype: torch.dtype) -> dict:
-    """Seeded random tensors, one at a time in key order, cast to ``dtype`` as they are drawn.
-
-    Matrices ~ N(0, 1/fan_in) (activations keep their scale through random layers), norm
-    scales 1, biases N(0, 0.02^2). Drawing tensor by tensor keeps the peak at the output size.
-    """
-    g = torch.Generator().manual_seed(seed)
-    out = {}
-    for key in sorted(shapes):
-        shape = shapes[key]
-        if len(shape) >= 2:
-            t = torch.randn(shape, generator=g) / math.sqrt(math.prod(shape[1:]))
-        elif "norm" in key and key.endswith((".weight", ".scale")):
-            t = torch.ones(shape)
-        else:
-            t = torch.randn(shape, generator=g) * 0.02
-        out[key] = t.to(dtype)
-    return out
-
-
 def full_width_state_dict(seed: int = 0, dtype: torch.dtype = torch.bfloat16) -> dict:
     """FLUX.1-dev-width transformer (1 double + 1 single block), BFL/ComfyUI keys, ``dtype``.
 
@@ -270,7 +232,7 @@ def full_width_state_dict(seed: int = 0, dtype: torch.dtype = torch.bfloat16) ->
 
     with torch.device("meta"):
         shapes = {k: v.shape for k, v in FluxTransformer2DModel(**FULL_WIDTH_CONFIG).state_dict().items()}
-    return comfy_state_dict(_random_state_dict(shapes, _sub_seed(seed, "full"), dtype), clone=False)
+    return comfy_state_dict(random_state_dict(shapes, _sub_seed(seed, "full"), dtype), clone=False)
 
 
 def vae_state_dict(seed: int = 0, dtype: torch.dtype = torch.bfloat16) -> dict:
@@ -317,8 +279,8 @@ def write_lora(models_dir, seed: int = 0, **lora_config_kwargs) -> Path:
     peft_model = get_peft_model(base, LoraConfig(**{**LORA_CONFIG, **lora_config_kwargs}))
     peft_model.to_empty(device="cpu")
     lora = {n: p for n, p in peft_model.named_parameters() if ".lora_A." in n or ".lora_B." in n}
-    values = _random_state_dict({n: p.shape for n, p in lora.items()}, _sub_seed(seed, "lora"), torch.float32)
+    values = random_state_dict({n: p.shape for n, p in lora.items()}, _sub_seed(seed, "lora"), torch.float32)
     with torch.no_grad():
         for n, p in lora.items():
             p.copy_(values[n])
-    return _save_peft(peft_model, out_dir)
+    return save_peft(peft_model, out_dir)

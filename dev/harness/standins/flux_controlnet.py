@@ -39,8 +39,8 @@ from pathlib import Path
 import torch
 
 from .. import paths
-from .common import save_safetensors, seeded
-from .flux import FULL_WIDTH_CONFIG, SMALL_CONFIG, _random_state_dict, comfy_state_dict
+from .common import random_state_dict, save_safetensors, seeded
+from .flux import FULL_WIDTH_CONFIG, SMALL_CONFIG, comfy_state_dict
 
 INSTANTX_FILE = f"controlnet/{paths.FLUX_CONTROLNET_INSTANTX}"
 XLABS_FILE = f"controlnet/{paths.FLUX_CONTROLNET_XLABS}"
@@ -152,14 +152,14 @@ def comfy_controlnet(state_dict: dict, config: dict = SMALL_CONTROLNET_CONFIG):
 
 def file_state_dict(layout: str, seed: int = 0, dtype: torch.dtype = torch.bfloat16) -> dict:
     """A FLUX.1-dev-width ControlNet (``FILE_CONTROLNET_CONFIG``) in ``layout`` ("instantx" / "xlabs"),
-    drawn tensor by tensor in ``dtype`` (``flux._random_state_dict``) on a meta-device diffusers model."""
+    drawn tensor by tensor in ``dtype`` (``common.random_state_dict``) on a meta-device diffusers model."""
     from diffusers import FluxControlNetModel
 
     extra = XLABS_OVERRIDES if layout == "xlabs" else {}
     with torch.device("meta"):
         model = FluxControlNetModel(**{**FILE_CONTROLNET_CONFIG, **extra})
     shapes = {k: v.shape for k, v in model.state_dict().items()}
-    sd = _random_state_dict(shapes, _sub_seed(seed, layout), dtype)
+    sd = random_state_dict(shapes, _sub_seed(seed, layout), dtype)
     return instantx_state_dict(sd) if layout == "instantx" else xlabs_state_dict(sd, clone=False)
 
 

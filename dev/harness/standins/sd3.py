@@ -22,14 +22,13 @@ The builders (``build_transformer``, ``build_vae``, ``build_clip_l``, ``save_pef
 from __future__ import annotations
 
 import copy
-import json
 import shutil
 from pathlib import Path
 
 import torch
 
 from .. import paths
-from .common import save_safetensors, seeded
+from .common import save_peft, save_safetensors, seeded
 
 # Relative paths inside the models folder.
 TRANSFORMER_DIR = paths.SD3_TRANSFORMER_DIR
@@ -175,19 +174,7 @@ def save_peft_lora(transformer, out_dir, seed: int = 0, **lora_config_kwargs) ->
     base = copy.deepcopy(transformer)
     with seeded(seed * 16 + _SEED_OFFSETS["lora"]):
         peft_model = get_peft_model(base, LoraConfig(**cfg))
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True)
-    peft_model.save_pretrained(str(out_dir), safe_serialization=True)
-    # PEFT's model card is boilerplate that names no weights; the Hub folders' contract is the two files.
-    (out_dir / "README.md").unlink(missing_ok=True)
-    cfg_path = out_dir / "adapter_config.json"
-    conf = json.loads(cfg_path.read_text())
-    conf["base_model_name_or_path"] = None  # nothing machine-specific
-    if isinstance(conf.get("target_modules"), list):  # PEFT writes a set: order varies with PYTHONHASHSEED
-        conf["target_modules"] = sorted(conf["target_modules"])
-    cfg_path.write_text(json.dumps(conf, indent=2, sort_keys=True) + "\n")
-    return out_dir
+    return save_peft(peft_model, out_dir)
 
 
 # --------------------------------------------------------------------------- ComfyUI formats

@@ -27,7 +27,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import paths
-from .common import save_safetensors, seeded
+from .common import random_state_dict, save_safetensors, seeded
 from .sd3 import TRANSFORMER_CONFIG
 
 CONTROLNET_FILE = f"controlnet/{paths.SD3_CONTROLNET}"
@@ -84,7 +84,7 @@ def sd35_state_dict(seed: int = 0, control_type: int = CANNY) -> dict:
     Built as ComfyUI builds that layout (``comfy.cldm.dit_embedder.ControlNetEmbedder`` with the
     arguments of ``comfy.controlnet.load_controlnet_sd35``) on the meta device: one block at the
     stand-in transformer's width (64 per head, so ``y_embedder``'s width tells ComfyUI the head
-    count), random weights (``flux._random_state_dict``), written with the file's key names
+    count), random weights (``common.random_state_dict``), written with the file's key names
     (``comfy.utils.MMDIT_MAP_BASIC``, ComfyUI's name -> the file's) and its ``control_type``. As in
     Stability's files there is no ``x_embedder``: ComfyUI lends the model's at run time.
     """
@@ -94,8 +94,6 @@ def sd35_state_dict(seed: int = 0, control_type: int = CANNY) -> dict:
     import comfy.ops
     import comfy.utils
 
-    from .flux import _random_state_dict
-
     heads = TRANSFORMER_CONFIG["num_attention_heads"]
     with torch.device("meta"):
         model = comfy.cldm.dit_embedder.ControlNetEmbedder(
@@ -103,7 +101,7 @@ def sd35_state_dict(seed: int = 0, control_type: int = CANNY) -> dict:
             attention_head_dim=64, num_attention_heads=heads, adm_in_channels=2048,
             device="meta", dtype=torch.float32, operations=comfy.ops.disable_weight_init)
     shapes = {k: v.shape for k, v in model.state_dict().items() if not k.startswith("x_embedder.")}
-    sd = _random_state_dict(shapes, seed * 16 + _SEED_OFFSET + 1, torch.float32)
+    sd = random_state_dict(shapes, seed * 16 + _SEED_OFFSET + 1, torch.float32)
     to_file = {entry[0]: entry[1] for entry in comfy.utils.MMDIT_MAP_BASIC}  # load_controlnet_sd35 reads [1] as [0]
     out = {to_file.get(k, k): v for k, v in sd.items()}
     out["control_type"] = torch.tensor([float(control_type)])

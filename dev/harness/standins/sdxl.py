@@ -23,8 +23,7 @@ from pathlib import Path
 import torch
 
 from .. import paths
-from .common import fp8_weights, seeded
-from .flux import _random_state_dict, _save_peft
+from .common import fp8_weights, random_state_dict, save_peft, seeded
 
 LATENT_CHANNELS = 4
 POOLED_FEATURES = 1280  # OpenCLIP ViT-bigG's projection: SDXL's pooled text vector
@@ -66,7 +65,7 @@ LORA_CONFIG = dict(
 _SEED_OFFSETS = {"unet": 0, "vae": 1, "lora": 3, "file": 4}
 
 
-def _sub_seed(seed: int, what: str) -> int:
+def sub_seed(seed: int, what: str) -> int:
     return seed * 16 + _SEED_OFFSETS[what]
 
 
@@ -74,7 +73,7 @@ def build_unet(seed: int = 0, **overrides):
     """Random-init diffusers ``UNet2DConditionModel`` with ``SMALL_CONFIG`` (fp32, eval)."""
     from diffusers import UNet2DConditionModel
 
-    with seeded(_sub_seed(seed, "unet")):
+    with seeded(sub_seed(seed, "unet")):
         model = UNet2DConditionModel(**{**SMALL_CONFIG, **overrides})
     return model.eval().requires_grad_(False)
 
@@ -146,9 +145,9 @@ def save_peft_lora(unet, out_dir, seed: int = 0, **lora_config_kwargs) -> Path:
     """A PEFT LoRA on (a copy of) ``unet``, saved with PEFT's ``save_pretrained`` (see ``flux.save_peft_lora``)."""
     from peft import LoraConfig, get_peft_model
 
-    with seeded(_sub_seed(seed, "lora")):
+    with seeded(sub_seed(seed, "lora")):
         peft_model = get_peft_model(copy.deepcopy(unet), LoraConfig(**{**LORA_CONFIG, **lora_config_kwargs}))
-    return _save_peft(peft_model, Path(out_dir))
+    return save_peft(peft_model, Path(out_dir))
 
 
 def build_pipeline(seed: int = 0, unet=None):
@@ -179,10 +178,10 @@ def build_pipeline(seed: int = 0, unet=None):
                               bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                               pad_token_id=tokenizer.pad_token_id, **kw)
 
-    with seeded(_sub_seed(seed, "file")):
+    with seeded(sub_seed(seed, "file")):
         encoder = CLIPTextModel(clip_config())
         encoder_2 = CLIPTextModelWithProjection(clip_config(projection_dim=POOLED_FEATURES))
-    with seeded(_sub_seed(seed, "vae")):
+    with seeded(sub_seed(seed, "vae")):
         vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=LATENT_CHANNELS,
                             down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
                             block_out_channels=[8, 8, 8, 8], norm_num_groups=4, layers_per_block=1,
@@ -254,9 +253,9 @@ def checkpoint_state_dict(seed: int = 0, dtype: torch.dtype = torch.float16) -> 
 
     from . import sd3
 
-    unet = _random_state_dict(_comfy_unet_shapes(CHECKPOINT_UNET_CONFIG), _sub_seed(seed, "file"), dtype)
+    unet = random_state_dict(_comfy_unet_shapes(CHECKPOINT_UNET_CONFIG), sub_seed(seed, "file"), dtype)
     out = {f"model.diffusion_model.{k}": v for k, v in unet.items()}
-    with seeded(_sub_seed(seed, "vae")):
+    with seeded(sub_seed(seed, "vae")):
         vae = AutoencoderKL(**VAE_CONFIG)
     vae_sd = comfy.diffusers_convert.convert_vae_state_dict(vae.state_dict())
     out.update({f"first_stage_model.{k}": v.to(dtype) for k, v in vae_sd.items()})
@@ -264,7 +263,7 @@ def checkpoint_state_dict(seed: int = 0, dtype: torch.dtype = torch.float16) -> 
     with torch.device("meta"):
         clip_g_model = CLIPTextModelWithProjection(CLIPTextConfig(**CLIP_G_CONFIG))
         shapes = {k: v.shape for k, v in clip_g_model.state_dict().items()}
-    clip_g = _random_state_dict(shapes, _sub_seed(seed, "file") + 1, dtype)
+    clip_g = random_state_dict(shapes, sub_seed(seed, "file") + 1, dtype)
     clip.update({f"clip_g.transformer.{k}": v for k, v in clip_g.items() if not k.endswith("position_ids")})
     model_config = comfy.supported_models.SDXL(dict(CHECKPOINT_UNET_CONFIG))
     out.update(model_config.process_clip_state_dict_for_saving(clip))
@@ -337,7 +336,7 @@ def write_lora(models_dir, seed: int = 0) -> Path:
         shutil.rmtree(out_dir)
     config = LoraConfig(**{k: v for k, v in LORA_CONFIG.items() if k != "init_lora_weights"})
     config.save_pretrained(str(out_dir))
-    save_safetensors(_random_state_dict(pairs, _sub_seed(seed, "lora"), torch.float32),
+    save_safetensors(random_state_dict(pairs, sub_seed(seed, "lora"), torch.float32),
                      out_dir / "adapter_model.safetensors")
     return out_dir
 

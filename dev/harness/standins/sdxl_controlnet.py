@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 
 from .. import paths
-from .flux import _random_state_dict
-from .sdxl import CHECKPOINT_UNET_CONFIG, _sub_seed
+from .common import random_state_dict
+from .sdxl import CHECKPOINT_UNET_CONFIG, sub_seed
 
 CONTROLNET_FILE = f"controlnet/{paths.SDXL_CONTROLNET}"
 FILES = {"sdxl_controlnet": CONTROLNET_FILE}
@@ -28,7 +28,7 @@ CONTROLNET_HEAD_CHANNELS = 64
 def build_controlnet(unet, seed: int = 0):
     """A diffusers ``ControlNetModel`` for the small ``unet`` (its encoder's layout, text-time added
     conditioning, `CONTROLNET_HEAD_CHANNELS`-wide heads), random weights drawn by
-    ``_random_state_dict`` (the zero-initialised output convolutions too, so that it acts), fp32, eval."""
+    ``random_state_dict`` (the zero-initialised output convolutions too, so that it acts), fp32, eval."""
     from diffusers import ControlNetModel
 
     config = unet.config
@@ -38,7 +38,7 @@ def build_controlnet(unet, seed: int = 0):
     heads = tuple(max(1, c // CONTROLNET_HEAD_CHANNELS) for c in config.block_out_channels)
     model = ControlNetModel(**{k: config[k] for k in keep}, attention_head_dim=heads)
     shapes = {k: v.shape for k, v in model.state_dict().items()}
-    model.load_state_dict(_random_state_dict(shapes, _sub_seed(seed, "file") + 3, torch.float32))
+    model.load_state_dict(random_state_dict(shapes, sub_seed(seed, "file") + 3, torch.float32))
     return model.eval().requires_grad_(False)
 
 
@@ -83,7 +83,7 @@ def controlnet_state_dict(seed: int = 0, dtype: torch.dtype = torch.float16) -> 
         model = comfy.cldm.cldm.ControlNet(**config, hint_channels=3, device="meta",
                                            operations=comfy.ops.disable_weight_init)
     shapes = {k: v.shape for k, v in model.state_dict().items()}
-    return _random_state_dict(shapes, _sub_seed(seed, "file") + 2, dtype)
+    return random_state_dict(shapes, sub_seed(seed, "file") + 2, dtype)
 
 
 def write(out_dir: Path, seed: int, log) -> None:

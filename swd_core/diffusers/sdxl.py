@@ -23,9 +23,20 @@ import math
 
 import torch
 
-from .diffusers_run import _finish, _floats, _noise, _sample, resolve_schedule, resolve_sizes, start_latent
-from .errors import SwDError
-from .schedules import ddpm_timesteps
+from ..errors import SwDError
+from ..schedules import ddpm_timesteps
+from .common import (
+    PipelineFamily,
+    Request,
+    check_steps,
+    finish,
+    floats,
+    pipeline_noise,
+    resolve_schedule,
+    resolve_sizes,
+    sample,
+    start_latent,
+)
 
 #: The preset `run` uses on SDXL when neither ``preset`` nor ``scales``/``sigmas`` is given.
 SDXL_PRESET = "SDXL, 4 steps"
@@ -36,26 +47,20 @@ def ve_noise_scaling(sigma: torch.Tensor, noise: torch.Tensor, x0: torch.Tensor)
     return x0 + sigma * noise
 
 
-def run_sdxl(pipe, prompt, *, prompt_2, sigmas, timesteps, scales, preset, height, width, target_height,
-             target_width, num_inference_steps, guidance_scale, negative_prompt, negative_prompt_2,
-             num_images_per_prompt, generator, latents, prompt_embeds, negative_prompt_embeds,
-             pooled_prompt_embeds, negative_pooled_prompt_embeds, output_type, return_dict, upscale_method,
-             clip_skip, callback):
+def generate(pipe, r: Request):
     """`run` on a ``StableDiffusionXLPipeline``: ``height``/``width`` are the FINAL size (upstream's
     SDXL call), ``sigmas`` DDPM times ``t / 1000``, ``timesteps`` optional (checked, trailing 0 or not)."""
-    if preset is None and scales is None and sigmas is None:
-        preset = SDXL_PRESET
-    schedule = resolve_schedule(preset, scales, sigmas)
-    if timesteps is not None:
-        given = _floats(timesteps, "timesteps")
+    preset = SDXL_PRESET if r.preset is None and r.scales is None and r.sigmas is None else r.preset
+    schedule = resolve_schedule(preset, r.scales, r.sigmas)
+    if r.timesteps is not None:
+        given = floats(r.timesteps, "timesteps")
         expected = [1000.0 * v for v in schedule.sigmas]
         if len(given) not in (len(expected), len(expected) - 1) or any(
                 abs(g - e) > 1e-3 for g, e in zip(given, expected)):
             raise SwDError(f"timesteps {[round(t, 2) for t in given]} do not match the sigmas: SDXL SwD writes "
                            f"timesteps = 1000 * sigma, i.e. {[round(t, 2) for t in expected]}; leave them out")
-    if num_inference_steps is not None and num_inference_steps != schedule.steps:
-        raise SwDError(f"num_inference_steps {num_inference_steps} but the schedule has {schedule.steps} steps "
-                       f"({schedule.describe()}); leave num_inference_steps out")
+    check_steps(r.num_inference_steps, schedule)
+    height, width, target_height, target_width = r.height, r.width, r.target_height, r.target_width
     if (height is not None or width is not None) and (target_height is not None or target_width is not None):
         raise SwDError("on SDXL height/width are already the final size (upstream's call): give them or "
                        "target_height/target_width, not both")
@@ -74,18 +79,19 @@ def run_sdxl(pipe, prompt, *, prompt_2, sigmas, timesteps, scales, preset, heigh
     sizes = resolve_sizes(schedule, None, None, final_h, final_w, vae_scale, multiple)
     image_size = (sizes[-1][0] * vae_scale, sizes[-1][1] * vae_scale)
 
+    guidance_scale = r.guidance_scale
     do_cfg = (1.0 if guidance_scale is None else guidance_scale) > 1
-    pipe.check_inputs(prompt, prompt_2, *image_size, None, negative_prompt=negative_prompt,
-                      negative_prompt_2=negative_prompt_2, prompt_embeds=prompt_embeds,
-                      negative_prompt_embeds=negative_prompt_embeds, pooled_prompt_embeds=pooled_prompt_embeds,
-                      negative_pooled_prompt_embeds=negative_pooled_prompt_embeds)
+    pipe.check_inputs(r.prompt, r.prompt_2, *image_size, None, negative_prompt=r.negative_prompt,
+                      negative_prompt_2=r.negative_prompt_2, prompt_embeds=r.prompt_embeds,
+                      negative_prompt_embeds=r.negative_prompt_embeds, pooled_prompt_embeds=r.pooled_prompt_embeds,
+                      negative_pooled_prompt_embeds=r.negative_pooled_prompt_embeds)
     device = pipe._execution_device
     embeds, negative_embeds, pooled, negative_pooled = pipe.encode_prompt(
-        prompt=prompt, prompt_2=prompt_2, device=device, num_images_per_prompt=num_images_per_prompt,
-        do_classifier_free_guidance=do_cfg, negative_prompt=negative_prompt, negative_prompt_2=negative_prompt_2,
-        prompt_embeds=prompt_embeds, negative_prompt_embeds=negative_prompt_embeds,
-        pooled_prompt_embeds=pooled_prompt_embeds, negative_pooled_prompt_embeds=negative_pooled_prompt_embeds,
-        clip_skip=clip_skip)
+        prompt=r.prompt, prompt_2=r.prompt_2, device=device, num_images_per_prompt=r.num_images_per_prompt,
+        do_classifier_free_guidance=do_cfg, negative_prompt=r.negative_prompt,
+        negative_prompt_2=r.negative_prompt_2, prompt_embeds=r.prompt_embeds,
+        negative_prompt_embeds=r.negative_prompt_embeds, pooled_prompt_embeds=r.pooled_prompt_embeds,
+        negative_pooled_prompt_embeds=r.negative_pooled_prompt_embeds, clip_skip=r.clip_skip)
     batch = embeds.shape[0]
     encoder_2 = getattr(pipe, "text_encoder_2", None)
     projection = encoder_2.config.projection_dim if encoder_2 is not None else pooled.shape[-1]
@@ -104,8 +110,8 @@ def run_sdxl(pipe, prompt, *, prompt_2, sigmas, timesteps, scales, preset, heigh
     ac = alphas_cumprod.to(torch.float64)
     sigmas_ve = [math.sqrt((1 - float(ac[t])) / float(ac[t])) for t in times] + [0.0]
     model_dtype = next(unet.parameters()).dtype
-    noise = _noise(generator, device, batch)
-    start = start_latent(latents, noise, (batch, unet.config.in_channels, *sizes[0]), device)
+    noise = pipeline_noise(r.generator, device, batch)
+    start = start_latent(r.latents, noise, (batch, unet.config.in_channels, *sizes[0]), device)
     x = start * math.sqrt(1 + sigmas_ve[0] ** 2)  # unit-variance noise at the first time, in VE form
 
     def denoiser(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -122,9 +128,12 @@ def run_sdxl(pipe, prompt, *, prompt_2, sigmas, timesteps, scales, preset, heigh
             eps = eps_uncond + guidance_scale * (eps_cond - eps_uncond)
         return x - s * eps
 
-    result = _sample(pipe, denoiser, x, schedule, sizes, noise, device, upscale_method, callback,
-                     sigmas=sigmas_ve, noise_scaling=ve_noise_scaling)
-    return _finish(pipe, result, schedule, sizes, output_type, return_dict)
+    result = sample(pipe, denoiser, x, schedule, sizes, noise, device, r.upscale_method, r.callback,
+                    sigmas=sigmas_ve, noise_scaling=ve_noise_scaling)
+    return finish(pipe, result, schedule, sizes, r.output_type, r.return_dict)
 
 
-__all__ = ["SDXL_PRESET", "run_sdxl", "ve_noise_scaling"]
+#: SDXL needs no ``transformer``: its model is ``pipe.unet``.
+PIPELINE = PipelineFamily("StableDiffusionXLPipeline", ("encode_prompt", "vae", "image_processor"), generate)
+
+__all__ = ["PIPELINE", "SDXL_PRESET", "generate", "ve_noise_scaling"]
