@@ -18,7 +18,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import re
 import subprocess
 import sys
 import zlib
@@ -55,17 +54,6 @@ def test_the_shipped_set_is_complete():
     presets = {n["widgets_values"][0] for name in NAMES for n in ui(name)["nodes"] if n["type"] == "SwDSchedule"}
     assert presets == {"SD3.5 Large, 6 steps", "SD3.5 Large, 4 steps", "SD3.5 Medium, 6 steps", "SD3.5 Medium, 4 steps",
                        "FLUX.1-dev, 4 steps", "SDXL, 4 steps"}
-
-
-def test_the_readme_lists_every_workflow_and_its_links_resolve():
-    """README's Workflows table has a row for each shipped workflow, and every ``(#anchor)`` link in it
-    names a heading (GitHub's anchors: lower case, punctuation dropped, spaces to hyphens)."""
-    text = (ROOT / "README.md").read_text()
-    assert set(re.findall(r"^\| `([\w.-]+)\.json` \|", text, re.M)) == set(NAMES)
-    anchors = {re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
-               for heading in re.findall(r"^#+ (.+)$", text, re.M)}
-    links = set(re.findall(r"\]\(#([^)]+)\)", text))
-    assert links and links <= anchors, sorted(links - anchors)
 
 
 def test_files_are_what_the_generator_writes():
