@@ -92,7 +92,7 @@ def test_the_readme_model_tables_match_the_workflows():
     text = README.read_text()
     section = text[text.index("## Your first image"):text.index("## The four nodes")]
     rows = set()
-    for files, folder in re.findall(r"^\| (.+?) \| `ComfyUI/models/([\w]+)/[^`]*` \|", section, re.M):
+    for files, folder in re.findall(r"^\| (.+?) \| `ComfyUI/models/(\w+)/[^`]*`[^|]*\|", section, re.M):
         for file in re.findall(r"`([^`]+)`", files):
             rows.add((file, folder))
     shipped = set().union(*(_models(n) for n in WORKFLOWS))
