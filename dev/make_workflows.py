@@ -247,7 +247,8 @@ def build_split_files(name: str) -> Graph:
     assert row in note[0] and "The checkpoint includes the VAE. " in note[0]
     note[0] = note[0].replace(row, f"| `{ckpt_file}` | `ComfyUI/models/diffusion_models/` |", 1).replace(
         "The checkpoint includes the VAE. ", "", 1)
-    note[0] = note[0].replace("| `adapter_model.safetensors` **and**", f"{vae_row}\n| `adapter_model.safetensors` **and**", 1)
+    lora_row = "| `adapter_model.safetensors` **and**"
+    note[0] = note[0].replace(lora_row, f"{vae_row}\n{lora_row}", 1)
     _note(g, "split files", (
         "\n### Split files (no single checkpoint)\n"
         f"* `{ckpt_file}` in `ComfyUI/models/diffusion_models/` (**Load Diffusion Model**; the same file as the "

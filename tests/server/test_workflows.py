@@ -334,7 +334,7 @@ def test_inpaint_workflow_redraws_the_painted_mask_only(server):
 
 
 def test_demo_script_runs_a_shipped_workflow(server, tmp_path):
-    """dev/demo.py (the README's Quick start) end to end; at 256x256 here (its default run,
+    """dev/demo.py (docs/testing.md's demo) end to end; at 256x256 here (its default run,
     at the shipped 1024x1024, is the same path as the full-size run above)."""
     out = subprocess.run([sys.executable, str(DEV / "demo.py"), "--size", "256x256",
                           "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=600)
