@@ -240,11 +240,20 @@ def build_split_files(name: str) -> Graph:
             link[1], link[2] = origin["id"], 0
             origin["outputs"][0]["links"].append(link[0])
     _renumber_links(g)
+    note = by_type["MarkdownNote"]["widgets_values"]
+    row = f"| `{ckpt_file}` | `ComfyUI/models/checkpoints/` |"
+    vae_row = (f"| `{SD3_VAE[0]}` | `ComfyUI/models/vae/` | "
+               f"[stable-diffusion-3.5-large / vae]({HF}/stabilityai/stable-diffusion-3.5-large/tree/main/vae) |")
+    assert row in note[0] and "The checkpoint includes the VAE. " in note[0]
+    note[0] = note[0].replace(row, f"| `{ckpt_file}` | `ComfyUI/models/diffusion_models/` |", 1).replace(
+        "The checkpoint includes the VAE. ", "", 1)
+    lora_row = "| `adapter_model.safetensors` **and**"
+    note[0] = note[0].replace(lora_row, f"{vae_row}\n{lora_row}", 1)
     _note(g, "split files", (
         "\n### Split files (no single checkpoint)\n"
         f"* `{ckpt_file}` in `ComfyUI/models/diffusion_models/` (**Load Diffusion Model**; the same file as the "
         "checkpoint: the loader keeps only the diffusion model). `weight_dtype` `fp8_e4m3fn` stores it in fp8 "
-        "(about half the memory; the SwD LoRA is patched in before the cast).\n"
+        "(about half the memory; ComfyUI adds the SwD LoRA to the fp8 weights and rounds the sum to fp8).\n"
         f"* VAE: `vae/{SD3_VAE[0]}` of [stable-diffusion-3.5-large]({HF}/stabilityai/stable-diffusion-3.5-large) "
         f"in `ComfyUI/models/vae/` (rename it freely, e.g. `sd3.5_vae.safetensors`).\n"
         "* Text encoders as above (fp8 T5, e.g. `t5xxl_fp8_e4m3fn.safetensors`, works too).\n"))
@@ -267,7 +276,7 @@ def build_merge_lora(name: str) -> Graph:
         "merged in at PEFT's scale, the text encoders and the VAE. Move it into `ComfyUI/models/checkpoints/` and "
         "load it with **Load Checkpoint**, without the LoRA loader: SwD Sampler then gives the same latent as "
         "checkpoint + SwD LoRA Loader. To keep only the diffusion model (for GGUF or fp8 conversion), use "
-        "**Save Model** (`ModelSave`) instead; see the README's *Use with... a merged checkpoint*.\n")
+        "**Save Model** (`ModelSave`) instead; see docs/use-with.md, *...a merged checkpoint*.\n")
     g.node("MarkdownNote", "About", (-520, 0), (480, 640), [text], color=("#432", "#653"))
     loader = g.node("CheckpointLoaderSimple", "Load SD3.5 Large", (0, 0), (380, 98), [ckpt],
                     models=[(ckpt, ckpt_url, "checkpoints")])

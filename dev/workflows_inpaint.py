@@ -38,7 +38,7 @@ def note() -> str:
         "so the grey would show: for a partial redraw use **VAE Encode** + **Set Latent Noise "
         "Mask** with denoise 0.6-0.8 instead.\n\n"
         "Inpainting *models* (FLUX.1 Fill, SDXL inpainting) also work with SwD Sampler, but no SwD "
-        "LoRA was made for them (see the README's *Use with... masks, areas, inpainting*).\n")
+        "LoRA was made for them (see docs/use-with.md, *...masks, areas, inpainting*).\n")
 
 
 def build_inpaint(name: str) -> mw.Graph:

@@ -179,7 +179,7 @@ except ImportError as e:
 
 
 def test_readme_example_script_runs_as_written(tmp_path):
-    """dev/diffusers_example.py (the README's diffusers example), run as the README says."""
+    """dev/diffusers_example.py (quoted in docs/diffusers.md), run as that page says."""
     env = {**os.environ, "PYTHONPATH": f"{ROOT}:{DEV}", "COMFYUI_PATH": str(COMFYUI), "HF_HUB_OFFLINE": "1"}
     out = subprocess.run([sys.executable, str(DEV / "diffusers_example.py")], capture_output=True,
                          text=True, cwd=tmp_path, env=env, timeout=600)

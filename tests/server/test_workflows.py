@@ -18,7 +18,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import re
 import subprocess
 import sys
 import zlib
@@ -55,17 +54,6 @@ def test_the_shipped_set_is_complete():
     presets = {n["widgets_values"][0] for name in NAMES for n in ui(name)["nodes"] if n["type"] == "SwDSchedule"}
     assert presets == {"SD3.5 Large, 6 steps", "SD3.5 Large, 4 steps", "SD3.5 Medium, 6 steps", "SD3.5 Medium, 4 steps",
                        "FLUX.1-dev, 4 steps", "SDXL, 4 steps"}
-
-
-def test_the_readme_lists_every_workflow_and_its_links_resolve():
-    """README's Workflows table has a row for each shipped workflow, and every ``(#anchor)`` link in it
-    names a heading (GitHub's anchors: lower case, punctuation dropped, spaces to hyphens)."""
-    text = (ROOT / "README.md").read_text()
-    assert set(re.findall(r"^\| `([\w.-]+)\.json` \|", text, re.M)) == set(NAMES)
-    anchors = {re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
-               for heading in re.findall(r"^#+ (.+)$", text, re.M)}
-    links = set(re.findall(r"\]\(#([^)]+)\)", text))
-    assert links and links <= anchors, sorted(links - anchors)
 
 
 def test_files_are_what_the_generator_writes():
@@ -346,7 +334,7 @@ def test_inpaint_workflow_redraws_the_painted_mask_only(server):
 
 
 def test_demo_script_runs_a_shipped_workflow(server, tmp_path):
-    """dev/demo.py (the README's Quick start) end to end; at 256x256 here (its default run,
+    """dev/demo.py (docs/testing.md's demo) end to end; at 256x256 here (its default run,
     at the shipped 1024x1024, is the same path as the full-size run above)."""
     out = subprocess.run([sys.executable, str(DEV / "demo.py"), "--size", "256x256",
                           "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=600)
