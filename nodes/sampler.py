@@ -22,7 +22,7 @@ import latent_preview
 
 from .. import swd_core
 from ..swd_core import families
-from . import regional
+from . import compile_hints, regional
 from ._api import SwDScheduleType, io, schema, ui
 from .controlnet_check import check_controlnets
 from .model_patches import check_model_patches
@@ -171,7 +171,7 @@ def sample_swd(model, x, sigmas, extra_args=None, callback=None, disable=None, *
     def noise_scaling(sigma, eps, x0):
         return model_sampling.noise_scaling(sigma, eps, x0)
 
-    with tqdm(total=len(sizes), disable=disable) as bar:
+    with tqdm(total=len(sizes), disable=disable) as bar, compile_hints.compiling():
         def on_step(d):
             bar.update()
             if callback is not None:
