@@ -174,3 +174,7 @@ def main(argv=None) -> int:
     if not args.no_write:
         write(text, report["section"])
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -223,6 +223,19 @@ def test_flux_standins_replace_the_flux_files(server, name, weight_dtype):
     assert swapped["FluxGuidance"]["guidance"] == 4.5
 
 
+def test_flux_gguf_standins_replace_the_gguf_file(server):
+    """The GGUF workflow runs ComfyUI-GGUF's loader (installed in the host's custom_nodes by setup) on the
+    Q8_0 GGUF stand-in; the rest is swapped as for the FLUX workflows (the run: test_workflow_runs_in_the_server)."""
+    info = server.object_info()
+    assert "UnetLoaderGGUF" in info, "ComfyUI-GGUF is not loaded: scripts/dev.py setup copies it from ../shared"
+    prompt = api("swd-flux1-dev-gguf")
+    swapped = {n["class_type"]: n["inputs"] for n in standin_workflow.use_standins(prompt, info).values()}
+    assert swapped["UnetLoaderGGUF"] == {"unet_name": "swd-standin-flux1-dev-Q8_0.gguf"}
+    assert swapped["SwDLoraLoader"]["lora_name"] == "swd-standin-flux-lora/adapter_model.safetensors"
+    assert swapped["FluxGuidance"]["guidance"] == 4.5 and swapped["SwDSchedule"]["preset"] == "FLUX.1-dev, 4 steps"
+    assert "UNETLoader" not in swapped and swapped["CLIPLoader"]["type"] == "stable_diffusion"
+
+
 def test_sdxl_standins_replace_the_checkpoint_and_the_lora(server):
     """The SDXL stand-in checkpoint carries its CLIP-L + CLIP-G and VAE: only the checkpoint and LoRA change."""
     prompt = api("swd-sdxl-4-steps")
@@ -297,7 +310,8 @@ def test_workflow_runs_in_the_server(server, core, name):
                      "swd-sd3.5-large-6-steps-split-files": 6, "swd-sd3.5-large-vs-base": 6, "swd-flux1-dev-4-steps": 4,
                      "swd-flux1-dev-4-steps-fp8": 4, "swd-sdxl-4-steps": 4, "swd-sd3.5-large-controlnet": 6,
                      "swd-sdxl-4-steps-vs-base": 4, "swd-flux1-dev-4-steps-vs-base": 4,
-                     "swd-flux1-dev-controlnet": 4, "swd-sdxl-4-steps-controlnet": 4, INPAINT: 6}[name]
+                     "swd-flux1-dev-controlnet": 4, "swd-sdxl-4-steps-controlnet": 4, INPAINT: 6,
+                     "swd-flux1-dev-gguf": 4}[name]
     progress = [m["data"] for m in record["messages"] if m["type"] == "progress" and m["data"]["node"] == sampler_id]
     assert [p["value"] for p in progress] == list(range(1, steps + 1)), progress
     assert {p["max"] for p in progress} == {steps}
