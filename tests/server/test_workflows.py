@@ -40,10 +40,12 @@ FILE_WIDGETS = {("CheckpointLoaderSimple", "ckpt_name"), ("TripleCLIPLoader", "c
                 ("TripleCLIPLoader", "clip_name2"), ("TripleCLIPLoader", "clip_name3"),
                 ("SwDLoraLoader", "lora_name"), ("LoadImage", "image"), ("UNETLoader", "unet_name"),
                 ("DualCLIPLoader", "clip_name1"), ("DualCLIPLoader", "clip_name2"), ("VAELoader", "vae_name"),
-                ("ControlNetLoader", "control_net_name")}
+                ("ControlNetLoader", "control_net_name"), ("UnetLoaderGGUF", "unet_name")}
 MODEL_DIRS = {"CheckpointLoaderSimple": "checkpoints", "TripleCLIPLoader": "text_encoders", "SwDLoraLoader": "loras",
               "UNETLoader": "diffusion_models", "DualCLIPLoader": "text_encoders", "VAELoader": "vae",
-              "ControlNetLoader": "controlnet"}
+              "ControlNetLoader": "controlnet", "UnetLoaderGGUF": "diffusion_models"}
+#: other packs' nodes in the shipped workflows, by their Comfy Registry id
+OTHER_PACKS = {"UnetLoaderGGUF": "comfyui-gguf"}
 # workflows that render no image: run by their own tests (test_workflows_use_with.py)
 NO_IMAGE = {"swd-sd3.5-large-merge-lora"}
 OUR_NODES = {"SwDLoraLoader", "SwDSchedule", "SwDSampler", "SamplerSwD"}
@@ -51,7 +53,7 @@ OUR_NODES = {"SwDLoraLoader", "SwDSchedule", "SwDSampler", "SamplerSwD"}
 
 def test_the_shipped_set_is_complete():
     assert NAMES == sorted(make_workflows.build_all())
-    assert len(NAMES) == 18
+    assert len(NAMES) == 19
     presets = {n["widgets_values"][0] for name in NAMES for n in ui(name)["nodes"] if n["type"] == "SwDSchedule"}
     assert presets == {"SD3.5 Large, 6 steps", "SD3.5 Large, 4 steps", "SD3.5 Medium, 6 steps", "SD3.5 Medium, 4 steps",
                        "FLUX.1-dev, 4 steps", "SDXL, 4 steps"}
@@ -129,7 +131,8 @@ def test_ui_workflow_fits_the_node_definitions(server, name):
         assert len(values) == len(layout), f"{where}: {values} vs {[s['name'] for s in layout]}"
         for slot, value in zip(layout, values):
             if (node["type"], slot["name"]) in FILE_WIDGETS:
-                assert isinstance(value, str) and value.endswith((".safetensors", ".png")), f"{where}: {value!r}"
+                assert isinstance(value, str) and value.endswith((".safetensors", ".png", ".gguf")), \
+                    f"{where}: {value!r}"
             else:
                 _check_widget_value(f"{where}.{slot['name']}", slot, value)
         # properties: registry ids and model downloads
@@ -137,7 +140,7 @@ def test_ui_workflow_fits_the_node_definitions(server, name):
         if node["type"] in OUR_NODES:
             assert props["cnr_id"] == "swd-scalewise" and props["ver"] == make_workflows.pack_version(), where
         else:
-            assert props["cnr_id"] == "comfy-core", where
+            assert props["cnr_id"] == OTHER_PACKS.get(node["type"], "comfy-core"), where
         if node["type"] in MODEL_DIRS:
             files = [v for s, v in zip(layout, values) if (node["type"], s["name"]) in FILE_WIDGETS]
             models = props["models"]
