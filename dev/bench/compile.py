@@ -129,7 +129,11 @@ def render(report: dict) -> str:
            f"random models: the times are compile and framework overhead, not model work), SwD LoRA Loader, "
            f"`TorchCompileModel(inductor)`, cfg 1. Sequence: "
            + ", ".join(f"{w}x{h}" + (f" batch {b}" if b > 1 else "") for w, h, b in SEQUENCE)
-           + ", then the same four again. \"graphs\": dynamo's unique graphs compiled during the image.", ""]
+           + ", then the same four again. \"graphs\": dynamo's unique graphs compiled during the image. Runs: "
+           "`swd` SwD Sampler as shipped (compile hints on: `nodes/compile_hints.py`), `swd-unmarked` the same with "
+           "the hints off (the behaviour before them), `stock` SamplerCustom + euler with SwD's sigmas at full size. "
+           "ComfyUI with `--use-pytorch-cross-attention` (its NVIDIA default; its CPU default attention breaks the "
+           "graph to read the free memory and guards on it: 19 graphs for the first image).", ""]
     for family, kinds in report["results"].items():
         heads = [f"{r['width']}x{r['height']}" + (f" b{r['batch']}" if r["batch"] > 1 else "")
                  + ("" if r["round"] == 1 else " (again)") for r in next(iter(kinds.values()))]
