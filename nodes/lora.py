@@ -111,12 +111,23 @@ def _check_targets_exist(patches: dict, model_state: dict) -> None:
         )
 
 
-def _check_shapes(patches: dict, model_state: dict, model_label: str) -> None:
+def _weight_shape(model_state: dict, name: str, base_model=None) -> list[int]:
+    """The shape of the model's weight ``name``. A quantised GGUF weight (ComfyUI-GGUF) is in ``model_state``
+    as a meta tensor of its packed bytes' shape (ComfyUI-GGUF's state dict serves memory estimates); the
+    weight itself carries its real shape as ``tensor_shape``."""
+    weight = model_state[name]
+    if base_model is not None:
+        with contextlib.suppress(AttributeError):
+            weight = comfy.utils.get_attr(base_model, name)
+    return list(getattr(weight, "tensor_shape", None) or weight.shape)
+
+
+def _check_shapes(patches: dict, model_state: dict, model_label: str, base_model=None) -> None:
     for key, patch in patches.items():
         if not isinstance(patch, comfy.weight_adapter.LoRAAdapter):
             continue
         name, offset = (key[0], key[1]) if isinstance(key, tuple) else (key, None)
-        target = list(model_state[name].shape)
+        target = _weight_shape(model_state, name, base_model)
         if offset is not None:
             target[offset[0]] = offset[2]
         up, down = patch.weights[0], patch.weights[1]
@@ -195,7 +206,8 @@ def load_swd_lora(model, name: str, strength: float):
         raise swd_core.SwDError(f"{name!r} patches nothing in this model")
     model_state = model.model_state_dict()
     _check_targets_exist(patches, model_state)
-    _check_shapes(patches, model_state, model_family.name if model_family else type(model.model).__name__)
+    _check_shapes(patches, model_state, model_family.name if model_family else type(model.model).__name__,
+                  model.model)
     patched = model.clone()
     applied = patched.add_patches(patches, strength)
     skipped = set(patches) - set(applied)

@@ -22,9 +22,10 @@ import latent_preview
 
 from .. import swd_core
 from ..swd_core import families
-from . import regional
+from . import compile_hints, regional
 from ._api import SwDScheduleType, io, schema, ui
 from .controlnet_check import check_controlnets
+from .model_patches import check_model_patches
 from .schedule import schedule_sigmas
 
 NODE_SAMPLER = "SwD Sampler"
@@ -39,44 +40,6 @@ def model_family(base_model, node: str) -> swd_core.ModelFamily:
         model_type = type(getattr(base_model, "model_config", None) or base_model).__name__
         raise swd_core.SwDError(f"{node}: {families.unsupported_model_message(type(base_model), model_type)}")
     return family
-
-
-def _closure_value(fn, name: str):
-    """The value of the free variable ``name`` of a closure ``fn`` (``None`` if it has none)."""
-    code = getattr(fn, "__code__", None)
-    if code is None or name not in code.co_freevars or not fn.__closure__:
-        return None
-    try:
-        return fn.__closure__[code.co_freevars.index(name)].cell_contents
-    except ValueError:  # an empty cell
-        return None
-
-
-def check_model_patches(model_options: dict, node: str) -> None:
-    """Refuse host patches that cannot follow a latent whose size changes every step.
-
-    The stock APG node with momentum keeps a running average of the guidance from the
-    previous step and adds it to this step's: at the second scale the sizes differ and
-    torch fails with a bare shape error. EasyCache/LazyCache compare each step's input with
-    the previous step's: with a new size every step they can skip nothing, and on FLUX
-    (ComfyUI 0.3.75) they fail with a shape error at the third scale.
-    """
-    cache = model_options.get("transformer_options", {}).get("easycache")
-    if cache is not None:
-        name = getattr(cache, "name", "EasyCache")
-        raise swd_core.SwDError(
-            f"{node}: the model has {name}, which reuses a step's output when the input changed little "
-            f"since the previous step; SwD changes the latent's size every step, so {name} can skip "
-            f"nothing (and fails on some models): remove the {name} node"
-        )
-    for fn in model_options.get("sampler_pre_cfg_function", []):
-        momentum = _closure_value(fn, "momentum")
-        if getattr(fn, "__module__", "").endswith("nodes_apg") and momentum:
-            raise swd_core.SwDError(
-                f"{node}: the model has APG with momentum {momentum}, which adds the guidance of the previous "
-                f"step to this one's; SwD changes the latent's size every step, so they cannot be added: "
-                f"set APG's momentum to 0"
-            )
 
 
 def check_latent_shape(samples: torch.Tensor, node: str) -> None:
@@ -208,7 +171,7 @@ def sample_swd(model, x, sigmas, extra_args=None, callback=None, disable=None, *
     def noise_scaling(sigma, eps, x0):
         return model_sampling.noise_scaling(sigma, eps, x0)
 
-    with tqdm(total=len(sizes), disable=disable) as bar:
+    with tqdm(total=len(sizes), disable=disable) as bar, compile_hints.compiling():
         def on_step(d):
             bar.update()
             if callback is not None:

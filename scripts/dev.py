@@ -18,6 +18,8 @@ Setting up is idempotent and needs only the package registries:
   * `.host/models/`     small random stand-in model files (`python -m harness.standins`);
   * `.host/pylib/`      `swd_core` alone (a link), importable without the pack's root;
   * `.host/extra_model_paths.yaml`  points ComfyUI at those models and at this pack;
+  * `.host/custom_nodes/ComfyUI-GGUF`  a copy of `../shared/third_party/ComfyUI-GGUF` (or of
+                        `$SWD_THIRD_PARTY/ComfyUI-GGUF`), installed as a user would: `dev/harness/third_party.py`;
   * Chromium            Debian's, for the browser tests (`test` only; apt as root or with
                         password-less sudo, else a one-line message saying what to install).
 
@@ -150,6 +152,9 @@ def setup() -> None:
     ensure_comfyui()
     ensure_links()
     ensure_pylib()
+    from harness import third_party  # ComfyUI-GGUF etc., copied into .host/custom_nodes as a user installs them
+
+    third_party.install()
     run([venv_python(), "-m", "harness.standins", "--out", HOST / "models"], env=tool_env())
 
 

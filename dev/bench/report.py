@@ -7,6 +7,7 @@ file starts with it, followed by the CPU and the GPU section.
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from pathlib import Path
 
@@ -313,7 +314,11 @@ def update_benchmarks(path: Path, mode: str, section: str, swd_core) -> str:
             sections[m] = old[old.index(b):old.index(e) + len(e)]
         else:
             sections[m] = pending_section(m, swd_core)
-    text = head + "\n\n".join(sections[m] for m in SECTIONS) + "\n"
+    # sections other benches write (``bench compile``: ``compile-cpu``, ...) are kept as they are, after these
+    for m in re.findall(r"<!-- bench:([\w-]+):begin -->", old):
+        if m not in sections and END.format(m) in old:
+            sections[m] = old[old.index(BEGIN.format(m)):old.index(END.format(m)) + len(END.format(m))]
+    text = head + "\n\n".join(sections.values()) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return text

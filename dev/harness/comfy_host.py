@@ -61,6 +61,14 @@ class ComfyHost:
     def node(self, class_type: str):
         return self.nodes.NODE_CLASS_MAPPINGS[class_type]
 
+    def load_custom_node(self, folder: Path) -> bool:
+        """Load another custom node (a third-party one setup copied into ``.host/custom_nodes``) as ComfyUI
+        does at start-up; once per folder. False if ComfyUI could not import it."""
+        loaded = self.__dict__.setdefault("_loaded_custom_nodes", {})
+        if str(folder) not in loaded:
+            loaded[str(folder)] = asyncio.run(self.nodes.load_custom_node(str(folder)))
+        return loaded[str(folder)]
+
 
 class Host(ComfyHost):
     """`ComfyHost` with the stand-in models and ComfyUI's executor (what the tests use)."""

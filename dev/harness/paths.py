@@ -44,6 +44,7 @@ FLUX_DIFFUSION_MODEL = "swd-standin-flux1-dev.safetensors"  # in diffusion_model
 FLUX_VAE = "swd-standin-flux-ae.safetensors"  # in vae/
 FLUX_LORA_DIR = "swd-standin-flux-lora"  # in loras/
 FLUX_LORA = f"{FLUX_LORA_DIR}/adapter_model.safetensors"
+FLUX_GGUF = "swd-standin-flux1-dev-Q8_0.gguf"  # in diffusion_models/ (harness.standins.gguf_files; Q4_0 too)
 FLUX_CONTROLNET_INSTANTX = "swd-standin-flux-controlnet-instantx.safetensors"  # in controlnet/ (diffusers layout)
 FLUX_CONTROLNET_XLABS = "swd-standin-flux-controlnet-xlabs.safetensors"  # in controlnet/ (XLabs layout)
 SDXL_CHECKPOINT = "swd-standin-sdxl.safetensors"  # in checkpoints/

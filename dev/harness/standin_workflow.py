@@ -43,7 +43,8 @@ FAMILIES = {
     "sd3": dict(model={"CheckpointLoaderSimple": ("ckpt_name", paths.SD3_CHECKPOINT),
                        "UNETLoader": ("unet_name", paths.SD3_DIFFUSION_MODEL)},
                 lora=paths.SD3_LORA, vae=paths.SD3_VAE, clip_type="sd3", controlnet=paths.SD35_CONTROLNET),
-    "flux": dict(model={"UNETLoader": ("unet_name", paths.FLUX_DIFFUSION_MODEL)},
+    "flux": dict(model={"UNETLoader": ("unet_name", paths.FLUX_DIFFUSION_MODEL),
+                        "UnetLoaderGGUF": ("unet_name", paths.FLUX_GGUF)},  # ComfyUI-GGUF's loader
                  lora=paths.FLUX_LORA, vae=paths.FLUX_VAE, clip_type="stable_diffusion",
                  controlnet=paths.FLUX_CONTROLNET_XLABS),
     # the SDXL stand-in checkpoint carries its VAE and full-size CLIP-L + CLIP-G; its ControlNet stand-in is
@@ -57,6 +58,7 @@ TEXT_ENCODER_LOADERS = {"TripleCLIPLoader": ("clip_name1", "clip_name2", "clip_n
 WIDGETS = {
     "CheckpointLoaderSimple": ["ckpt_name"],
     "UNETLoader": ["unet_name", "weight_dtype"],
+    "UnetLoaderGGUF": ["unet_name"],
     "SwDLoraLoader": ["lora_name", "strength_model"],
     "TripleCLIPLoader": ["clip_name1", "clip_name2", "clip_name3"],
     "DualCLIPLoader": ["clip_name1", "clip_name2", "type", "device"],
@@ -64,7 +66,8 @@ WIDGETS = {
     "VAELoader": ["vae_name"],
     "ControlNetLoader": ["control_net_name"],
 }
-FOLDERS = {"CheckpointLoaderSimple": "checkpoints", "UNETLoader": "diffusion_models", "SwDLoraLoader": "loras",
+FOLDERS = {"CheckpointLoaderSimple": "checkpoints", "UNETLoader": "diffusion_models", "UnetLoaderGGUF": "unet_gguf",
+           "SwDLoraLoader": "loras",
            "VAELoader": "vae", "ControlNetLoader": "controlnet"}
 
 
@@ -84,12 +87,14 @@ def available_models(object_info: dict) -> dict[str, set[str]]:
         "vae": _options(object_info, "VAELoader", "vae_name"),
         "loras": _options(object_info, "SwDLoraLoader", "lora_name"),
         "controlnet": _options(object_info, "ControlNetLoader", "control_net_name"),
+        # ComfyUI-GGUF's .gguf files, where that pack is installed
+        "unet_gguf": _options(object_info, "UnetLoaderGGUF", "unet_name") if "UnetLoaderGGUF" in object_info else set(),
     }
 
 
 def _family(nodes: dict[str, tuple[str, dict]]) -> str:
     names = [v.get("ckpt_name", v.get("unet_name", "")) for t, v in nodes.values()
-             if t in ("CheckpointLoaderSimple", "UNETLoader")]
+             if t in ("CheckpointLoaderSimple", "UNETLoader", "UnetLoaderGGUF")]
     if any("flux" in n.lower() for n in names):
         return "flux"
     return "sdxl" if any("sd_xl" in n.lower() or "sdxl" in n.lower() for n in names) else "sd3"

@@ -39,10 +39,12 @@ FILE_WIDGETS = {("CheckpointLoaderSimple", "ckpt_name"), ("TripleCLIPLoader", "c
                 ("TripleCLIPLoader", "clip_name2"), ("TripleCLIPLoader", "clip_name3"),
                 ("SwDLoraLoader", "lora_name"), ("LoadImage", "image"), ("UNETLoader", "unet_name"),
                 ("DualCLIPLoader", "clip_name1"), ("DualCLIPLoader", "clip_name2"), ("VAELoader", "vae_name"),
-                ("ControlNetLoader", "control_net_name")}
+                ("ControlNetLoader", "control_net_name"), ("UnetLoaderGGUF", "unet_name")}
 MODEL_DIRS = {"CheckpointLoaderSimple": "checkpoints", "TripleCLIPLoader": "text_encoders", "SwDLoraLoader": "loras",
               "UNETLoader": "diffusion_models", "DualCLIPLoader": "text_encoders", "VAELoader": "vae",
-              "ControlNetLoader": "controlnet"}
+              "ControlNetLoader": "controlnet", "UnetLoaderGGUF": "diffusion_models"}
+#: other packs' nodes in the shipped workflows, by their Comfy Registry id
+OTHER_PACKS = {"UnetLoaderGGUF": "comfyui-gguf"}
 # workflows that render no image: run by their own tests (test_workflows_use_with.py)
 NO_IMAGE = {"swd-sd3.5-large-merge-lora"}
 OUR_NODES = {"SwDLoraLoader", "SwDSchedule", "SwDSampler", "SamplerSwD"}
@@ -50,7 +52,7 @@ OUR_NODES = {"SwDLoraLoader", "SwDSchedule", "SwDSampler", "SamplerSwD"}
 
 def test_the_shipped_set_is_complete():
     assert NAMES == sorted(make_workflows.build_all())
-    assert len(NAMES) == 18
+    assert len(NAMES) == 19
     presets = {n["widgets_values"][0] for name in NAMES for n in ui(name)["nodes"] if n["type"] == "SwDSchedule"}
     assert presets == {"SD3.5 Large, 6 steps", "SD3.5 Large, 4 steps", "SD3.5 Medium, 6 steps", "SD3.5 Medium, 4 steps",
                        "FLUX.1-dev, 4 steps", "SDXL, 4 steps"}
@@ -117,7 +119,8 @@ def test_ui_workflow_fits_the_node_definitions(server, name):
         assert len(values) == len(layout), f"{where}: {values} vs {[s['name'] for s in layout]}"
         for slot, value in zip(layout, values):
             if (node["type"], slot["name"]) in FILE_WIDGETS:
-                assert isinstance(value, str) and value.endswith((".safetensors", ".png")), f"{where}: {value!r}"
+                assert isinstance(value, str) and value.endswith((".safetensors", ".png", ".gguf")), \
+                    f"{where}: {value!r}"
             else:
                 _check_widget_value(f"{where}.{slot['name']}", slot, value)
         # properties: registry ids and model downloads
@@ -125,7 +128,7 @@ def test_ui_workflow_fits_the_node_definitions(server, name):
         if node["type"] in OUR_NODES:
             assert props["cnr_id"] == "swd-scalewise" and props["ver"] == make_workflows.pack_version(), where
         else:
-            assert props["cnr_id"] == "comfy-core", where
+            assert props["cnr_id"] == OTHER_PACKS.get(node["type"], "comfy-core"), where
         if node["type"] in MODEL_DIRS:
             files = [v for s, v in zip(layout, values) if (node["type"], s["name"]) in FILE_WIDGETS]
             models = props["models"]
@@ -211,6 +214,19 @@ def test_flux_standins_replace_the_flux_files(server, name, weight_dtype):
     assert swapped["FluxGuidance"]["guidance"] == 4.5
 
 
+def test_flux_gguf_standins_replace_the_gguf_file(server):
+    """The GGUF workflow runs ComfyUI-GGUF's loader (installed in the host's custom_nodes by setup) on the
+    Q8_0 GGUF stand-in; the rest is swapped as for the FLUX workflows (the run: test_workflow_runs_in_the_server)."""
+    info = server.object_info()
+    assert "UnetLoaderGGUF" in info, "ComfyUI-GGUF is not loaded: scripts/dev.py setup copies it from ../shared"
+    prompt = api("swd-flux1-dev-gguf")
+    swapped = {n["class_type"]: n["inputs"] for n in standin_workflow.use_standins(prompt, info).values()}
+    assert swapped["UnetLoaderGGUF"] == {"unet_name": "swd-standin-flux1-dev-Q8_0.gguf"}
+    assert swapped["SwDLoraLoader"]["lora_name"] == "swd-standin-flux-lora/adapter_model.safetensors"
+    assert swapped["FluxGuidance"]["guidance"] == 4.5 and swapped["SwDSchedule"]["preset"] == "FLUX.1-dev, 4 steps"
+    assert "UNETLoader" not in swapped and swapped["CLIPLoader"]["type"] == "stable_diffusion"
+
+
 def test_sdxl_standins_replace_the_checkpoint_and_the_lora(server):
     """The SDXL stand-in checkpoint carries its CLIP-L + CLIP-G and VAE: only the checkpoint and LoRA change."""
     prompt = api("swd-sdxl-4-steps")
@@ -285,7 +301,8 @@ def test_workflow_runs_in_the_server(server, core, name):
                      "swd-sd3.5-large-6-steps-split-files": 6, "swd-sd3.5-large-vs-base": 6, "swd-flux1-dev-4-steps": 4,
                      "swd-flux1-dev-4-steps-fp8": 4, "swd-sdxl-4-steps": 4, "swd-sd3.5-large-controlnet": 6,
                      "swd-sdxl-4-steps-vs-base": 4, "swd-flux1-dev-4-steps-vs-base": 4,
-                     "swd-flux1-dev-controlnet": 4, "swd-sdxl-4-steps-controlnet": 4, INPAINT: 6}[name]
+                     "swd-flux1-dev-controlnet": 4, "swd-sdxl-4-steps-controlnet": 4, INPAINT: 6,
+                     "swd-flux1-dev-gguf": 4}[name]
     progress = [m["data"] for m in record["messages"] if m["type"] == "progress" and m["data"]["node"] == sampler_id]
     assert [p["value"] for p in progress] == list(range(1, steps + 1)), progress
     assert {p["max"] for p in progress} == {steps}

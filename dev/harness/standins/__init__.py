@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from . import flux, flux_controlnet, sd3, sd3_controlnet, sdxl, sdxl_controlnet
+from . import flux, flux_controlnet, gguf_files, sd3, sd3_controlnet, sdxl, sdxl_controlnet
 
 FAMILIES = (sd3, flux, sdxl, sdxl_controlnet, sd3_controlnet, flux_controlnet)
 #: Bump when anything about the generated files changes (configs, seeding, layout).
@@ -59,12 +59,14 @@ def _cached(out_dir: Path, seed: int) -> bool:
 
 
 def write_standins(out_dir, seed: int = 0, force: bool = False, verbose: bool = False) -> dict[str, Path]:
-    """Write every family's stand-ins under ``out_dir`` (unless cached); ``{name: absolute path}``."""
+    """Write every family's stand-ins under ``out_dir`` (unless cached), then the GGUF files made from them
+    (`gguf_files`: their own manifest, written where ComfyUI-GGUF is installed); ``{name: absolute path}``."""
     out_dir = Path(out_dir).resolve()
     result = {k: out_dir / v for k, v in expected_files().items()}
     if not force and _cached(out_dir, seed):
         if verbose:
             print(f"stand-ins up to date in {out_dir} (seed {seed})")
+        gguf_files.write(out_dir, log=print if verbose else (lambda msg: None))
         return result
     t0 = time.perf_counter()
 
@@ -80,6 +82,7 @@ def write_standins(out_dir, seed: int = 0, force: bool = False, verbose: bool = 
     tmp = out_dir / (MANIFEST_NAME + ".partial")
     tmp.write_text(json.dumps(_manifest(out_dir, seed), indent=2, sort_keys=True) + "\n")
     os.replace(tmp, out_dir / MANIFEST_NAME)
+    gguf_files.write(out_dir, log=log)
     log(f"done: {out_dir}")
     return result
 

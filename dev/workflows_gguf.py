@@ -1,0 +1,85 @@
+"""The FLUX.1-dev GGUF workflow: city96's ComfyUI-GGUF ``Unet Loader (GGUF)`` + SwD LoRA Loader + FluxGuidance 4.5.
+
+Self-contained: ``build_all()`` returns ``{name: Graph}`` like ``workflows_flux``; ``make_workflows`` adds it to
+the graphs it writes. The FLUX graph is ``workflows_flux.build_flux``'s with its ``UNETLoader`` replaced by
+``UnetLoaderGGUF`` (same node id and links) and its note rewritten.
+"""
+from __future__ import annotations
+
+from make_workflows import HF
+from workflow_graph import NODE_TYPES, PACK_ID, Graph
+from workflows_flux import FLUX_FILES, FLUX_GUIDANCE, FLUX_LORA, FLUX_PRESET, FLUX_TE, build_flux
+
+GGUF_PACK = "comfyui-gguf"  # ComfyUI-GGUF's Comfy Registry id (its pyproject's name)
+GGUF_FILE = "flux1-dev-Q8_0.gguf"
+GGUF_URL = f"{HF}/city96/FLUX.1-dev-gguf/resolve/main/{GGUF_FILE}"
+NODE_TYPES.setdefault("UnetLoaderGGUF", dict(inputs=[], widgets=["unet_name"], outputs=[("MODEL", "MODEL")]))
+
+
+def gguf_note() -> str:
+    t5 = FLUX_FILES["fp8"][2]
+    rows = [
+        (f"`{GGUF_FILE}` (or another quantisation)", "`ComfyUI/models/diffusion_models/` (or `unet/`)",
+         f"[city96/FLUX.1-dev-gguf]({HF}/city96/FLUX.1-dev-gguf)"),
+        (f"`clip_l.safetensors`, `{t5}`", "`ComfyUI/models/text_encoders/`",
+         f"[comfyanonymous/flux_text_encoders]({FLUX_TE.removesuffix('/resolve/main')})"),
+        ("`ae.safetensors`", "`ComfyUI/models/vae/`",
+         f"[black-forest-labs/FLUX.1-dev]({HF}/black-forest-labs/FLUX.1-dev)"),
+        ("`adapter_model.safetensors` **and** `adapter_config.json`", "`ComfyUI/models/loras/swd_flux/`",
+         f"[yresearch/swd_flux]({HF}/yresearch/swd_flux)"),
+    ]
+    table = "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows)
+    return f"""## SwD: FLUX.1-dev GGUF, 4 steps
+
+Scale-wise distillation on a quantised FLUX.1-dev. Needs the **{PACK_ID}** node pack and
+**ComfyUI-GGUF** (city96; `{GGUF_PACK}` in the Manager) for **Unet Loader (GGUF)**.
+
+### Model files (download, then put them here)
+
+| file | folder | from |
+|---|---|---|
+{table}
+
+Q8_0 is closest to the full model; Q5/Q4 files are smaller and drift further from it. The SwD LoRA is
+applied by ComfyUI-GGUF on the fly to the dequantised weights, at PEFT's scale (SwD LoRA Loader).
+
+### Settings
+* **FluxGuidance {FLUX_GUIDANCE}**: the LoRA was distilled with FLUX's embedded guidance at {FLUX_GUIDANCE}.
+* **SwD Schedule** preset `{FLUX_PRESET}`; SwD Sampler cfg **1.0**. Keep `{FLUX_LORA}` in **SwD LoRA Loader**.
+* Not with TeaCache, MagCache, WaveSpeed's First Block Cache, EasyCache/LazyCache: SwD refuses them
+  (they cannot follow a latent that grows every step).
+"""
+
+
+def build_flux_gguf(name: str) -> Graph:
+    g = build_flux(name, "fp8")
+    loader = next(n for n in g.nodes if n["type"] == "UNETLoader")
+    loader.update(type="UnetLoaderGGUF", title="Unet Loader (GGUF): FLUX.1-dev", widgets_values=[GGUF_FILE])
+    loader["properties"] = {"cnr_id": GGUF_PACK, "Node name for S&R": "UnetLoaderGGUF",
+                            "models": [{"name": GGUF_FILE, "url": GGUF_URL, "directory": "diffusion_models"}]}
+    note = next(n for n in g.nodes if n["type"] == "MarkdownNote")
+    note["widgets_values"] = [gguf_note()]
+    save = next(n for n in g.nodes if n["type"] == "SaveImage")
+    save["widgets_values"] = [f"swd/{name.removeprefix('swd-')}"]
+    return g
+
+
+def build_all() -> dict[str, Graph]:
+    return {"swd-flux1-dev-gguf": build_flux_gguf("swd-flux1-dev-gguf")}
+
+
+def main() -> int:
+    """Write this module's workflows (UI and API format) as ``make_workflows`` writes its own."""
+    import json
+
+    from make_workflows import API_DIR, OUT_DIR
+
+    for name, graph in build_all().items():
+        (OUT_DIR / f"{name}.json").write_text(json.dumps(graph.ui(), indent=2, ensure_ascii=False) + "\n")
+        (API_DIR / f"{name}.json").write_text(json.dumps(graph.api(), indent=2, ensure_ascii=False) + "\n")
+        print(f"wrote {name}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

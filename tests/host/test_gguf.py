@@ -1,0 +1,147 @@
+"""SwD on GGUF models: city96's ComfyUI-GGUF (``UnetLoaderGGUF``), installed in the development host's
+custom_nodes as a user installs it, with the SD3.5 and FLUX stand-ins quantised to Q8_0 and Q4_0
+(``harness.standins.gguf_files``: ComfyUI-GGUF's ``tools/convert.py`` + the ``gguf`` quantiser).
+
+ComfyUI-GGUF keeps the LoRA's patches beside the quantised weight and applies them at every forward,
+after dequantising (``GGMLLayer.get_weight`` -> ``comfy.lora.calculate_weight``). The LoRA is checked
+at PEFT's scale there by comparing the patched GGUF model with the patched full-precision one: their
+difference must stay at the quantisation error (the same two models without the LoRA), and the LoRA's
+own effect must be far larger than that.
+"""
+import pytest
+import torch
+
+from harness import paths, third_party
+from harness.standins import gguf_files
+
+SIGMA = 0.75
+#: how far the LoRA's change on the GGUF model may be from its change on the full-precision model (max over
+#: max): the quantised weights under the LoRA change its effect a little (measured: see docs/speed-tools.md)
+DELTA_BOUND = {"Q8_0": 0.05, "Q4_0": 0.3}
+FAMILIES = {  # GGUF stem, full-precision file, LoRA, preset
+    "sd3": ("sd35", paths.SD3_DIFFUSION_MODEL, paths.SD3_LORA, "SD3.5 Large, 6 steps"),
+    "flux": ("flux1-dev", paths.FLUX_DIFFUSION_MODEL, paths.FLUX_LORA, "FLUX.1-dev, 4 steps"),
+}
+
+
+@pytest.fixture(scope="module")
+def gguf_host(host):
+    folder = third_party.installed("ComfyUI-GGUF")
+    if folder is None:
+        pytest.skip("ComfyUI-GGUF is not in .host/custom_nodes: `scripts/dev.py setup` copies it from "
+                    "../shared/third_party (or $SWD_THIRD_PARTY); without that snapshot there is nothing to test")
+    assert host.load_custom_node(folder), "ComfyUI-GGUF failed to import (is `gguf` installed?)"
+    assert "UnetLoaderGGUF" in host.nodes.NODE_CLASS_MAPPINGS
+    missing = [p for p in gguf_files.FILES.values() if not (paths.MODELS / p).is_file()]
+    assert not missing, f"GGUF stand-ins missing (run scripts/dev.py setup): {missing}"
+    return host
+
+
+def inputs(family):
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(1, 16, 16, 24, generator=g)
+    if family == "flux":
+        return x, {"c_crossattn": torch.randn(1, 7, 768, generator=g), "y": torch.randn(1, 768, generator=g),
+                   "guidance": torch.full((1,), 4.5)}
+    return x, {"c_crossattn": torch.randn(1, 20, 4096, generator=g), "y": torch.randn(1, 2048, generator=g)}
+
+
+def load_gguf(host, family, qtype):
+    return host.node("UnetLoaderGGUF")().load_unet(gguf_files.file_name(FAMILIES[family][0], qtype))[0]
+
+
+def load_full(host, family):
+    return host.node("UNETLoader")().load_unet(FAMILIES[family][1], "default")[0]
+
+
+def lora(host, model, strength=1.0):
+    return host.node("SwDLoraLoader").execute(model, FAMILIES[family_of(model)][2], strength).args[0]
+
+
+def family_of(model):
+    return "flux" if type(model.model).__name__ == "Flux" else "sd3"
+
+
+def x0(host, model, family):
+    x, conds = inputs(family)
+    return host.x0(model, x, SIGMA, **conds)
+
+
+def rel(a, b):
+    """max |a - b| over max |b|."""
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
+def test_standins_are_quantised_gguf_files():
+    import gguf
+
+    for (model, qtype), rel_path in zip(((m, q) for m in ("sd35", "flux1-dev") for q in gguf_files.QTYPES),
+                                        gguf_files.FILES.values()):
+        reader = gguf.GGUFReader(str(paths.MODELS / rel_path))
+        assert reader.get_field("general.architecture").contents() == ("sd3" if model == "sd35" else "flux")
+        types = {t.tensor_type.name for t in reader.tensors}
+        assert qtype in types and types <= {qtype, "F32", "F16", "BF16"}, types
+        big = [t for t in reader.tensors
+               if t.name.endswith("weight") and len(t.shape) >= 2 and int(t.shape[0]) % 32 == 0]
+        assert big and all(t.tensor_type.name == qtype for t in big)
+
+
+@pytest.mark.parametrize("qtype", gguf_files.QTYPES)
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_swd_lora_on_gguf_at_peft_scale(gguf_host, family, qtype, record_property):
+    host = gguf_host
+    full, quant = load_full(host, family), load_gguf(host, family, qtype)
+    assert type(quant.model) is type(full.model)
+    base_full, base_quant = x0(host, full, family), x0(host, quant, family)
+    lora_full, lora_quant = x0(host, lora(host, full), family), x0(host, lora(host, quant), family)
+    stack_full = x0(host, lora(host, lora(host, full), 0.5), family)
+    stack_quant = x0(host, lora(host, lora(host, quant), 0.5), family)
+    quant_err = rel(base_quant, base_full)  # the quantisation error, without LoRA
+    lora_err = rel(lora_quant, lora_full)  # the same with the LoRA on both
+    stack_err = rel(stack_quant, stack_full)
+    effect = rel(lora_full, base_full)  # what the LoRA changes
+    # the LoRA's own change on the GGUF model against its change on the full-precision one: a LoRA at
+    # another scale k would be off by |1 - k| here, whatever the quantisation error
+    delta_err = rel(lora_quant - base_quant, lora_full - base_full)
+    stack_delta_err = rel(stack_quant - base_quant, stack_full - base_full)
+    figures = dict(quant_err=quant_err, lora_err=lora_err, stack_err=stack_err, effect=effect, delta_err=delta_err,
+                   stack_delta_err=stack_delta_err)
+    record_property("figures", figures)
+    print(f"{family} {qtype}: " + ", ".join(f"{k} {v:.2e}" for k, v in figures.items()))
+    assert quant_err > 0  # a quantised model, not the same weights
+    # the LoRA on GGUF is within the quantisation error of the LoRA on full precision (the LoRA's weights
+    # carry the dequantised weights' error into a larger output: measured up to 1.6 times) ...
+    assert lora_err <= 2 * quant_err and stack_err <= 2 * quant_err
+    # ... and its own change is full precision's, at PEFT's scale (within DELTA_BOUND)
+    assert delta_err <= DELTA_BOUND[qtype] and stack_delta_err <= DELTA_BOUND[qtype]
+    if qtype == "Q8_0":  # 8 bits: the LoRA's effect dwarfs the difference (at 4 bits these random
+        assert effect >= 10 * lora_err  # stand-ins' quantisation error is about the LoRA's effect)
+
+
+def swd_sampler(host, model, family, latent, seed=5):
+    preset = FAMILIES[family][3]
+    x, conds = inputs(family)
+    pooled = {"pooled_output": conds["y"]} | ({"guidance": 4.5} if family == "flux" else {})
+    cond = [[conds["c_crossattn"], pooled]]
+    sched = host.node("SwDSchedule").execute(preset, "", "").args[0]
+    out = host.node("SwDSampler").execute(model, cond, cond, {"samples": latent}, sched, seed, 1.0, "bicubic")
+    return out.args[0]["samples"], cond
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_swd_samplers_on_gguf(gguf_host, family):
+    """SwD Sampler on the Q8_0 model with the SwD LoRA: the final-size latent, close to the full-precision
+    run's (the quantisation error grows over the steps, so the bound is looser than one forward's); SamplerSwD
+    in SamplerCustomAdvanced gives the same latent bit for bit."""
+    host = gguf_host
+    quant, full = lora(host, load_gguf(host, family, "Q8_0")), lora(host, load_full(host, family))
+    latent = torch.zeros(1, 16, 32, 48)
+    out, cond = swd_sampler(host, quant, family, latent)
+    ref, _ = swd_sampler(host, full, family, latent)
+    assert out.shape == ref.shape == (1, 16, 32, 48) and torch.isfinite(out).all()
+    err = rel(out, ref)
+    print(f"{family} Q8_0 SwD Sampler vs full precision: {err:.2e}")
+    assert err < 0.05
+    guider = host.node("BasicGuider").execute(quant, cond).args[0]
+    custom = host.sampler_swd_custom_advanced(guider, FAMILIES[family][3], latent, 5)
+    assert torch.equal(custom, out)
