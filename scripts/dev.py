@@ -9,7 +9,7 @@
     python3 scripts/dev.py setup    # only set up
     python3 scripts/dev.py bench [args]      # benchmarks (see BENCHMARKS.md; --help for options)
     python3 scripts/dev.py soak [args]       # the long soak test (dev/soak.py)
-    python3 scripts/dev.py workflows [--check]   # regenerate the shipped workflows (dev/make_workflows.py)
+    python3 scripts/dev.py workflows [--check]   # regenerate the shipped workflows (dev/workflow_builders/)
 
 Setting up is idempotent and needs only the package registries:
   * `.venv/`            a virtual environment with requirements-dev.txt;
@@ -191,7 +191,7 @@ def main(argv: list[str]) -> int:
         # the Comfy Registry's own checks of pyproject.toml and the code (comfy-cli, from PyPI)
         comfy = [str(VENV / "bin" / "comfy"), "--skip-prompt", "--no-enable-telemetry", "node", "validate"]
         return code or subprocess.call(comfy, env=env, cwd=ROOT)
-    module = {"demo": "demo", "bench": "bench", "soak": "soak", "workflows": "make_workflows"}[command]
+    module = {"demo": "demo", "bench": "bench", "soak": "soak", "workflows": "workflow_builders"}[command]
     return subprocess.call([py, "-m", module, *rest], env=env, cwd=ROOT)
 
 
