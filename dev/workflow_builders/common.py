@@ -23,8 +23,29 @@ CUSTOM_SIGMAS = "1.0, 0.9454, 0.8959, 0.7904, 0.7371, 0.6022, 0"
 IMAGE = "example.png"  # ComfyUI ships input/example.png: the start image and the ControlNet hint
 
 NOTE_COLOR = ("#432", "#653")
+
+# The layout: a note at the left, then four columns (loaders | prompts and latent | samplers | decode and save).
+# Fit-to-view (the files carry no saved view) zooms to 0.75 of the graph's bounds; with the graph within
+# about 2200 x 1100 it opens at a zoom >= 0.65 in a 1920x960 window (0.8 at 2400x1300), above the
+# frontend's low-quality threshold (0.57 at devicePixelRatio 1), so widget text is drawn.
+NOTE_X, NOTE_SIZE = -460, (420, 900)
+COL_A, COL_B, COL_C, COL_D = 0, 480, 940, 1320
+WIDTH_A, WIDTH_B, WIDTH_C, WIDTH_D = 440, 420, 340, 420
 POSITIVE_COLOR = ("#232", "#353")
 NEGATIVE_COLOR = ("#322", "#533")
+
+
+def lora_files(repo: str, folder: str) -> str:
+    """The note's paragraph on the LoRA's two files (``repo`` on Hugging Face, ``folder`` under ``loras/``)."""
+    base = f"{HF}/{repo}/resolve/main"
+    return (f"**The LoRA is two files**, both in `ComfyUI/models/loras/{folder}/`: "
+            f"[adapter_model.safetensors]({base}/adapter_model.safetensors) and "
+            f"[adapter_config.json]({base}/adapter_config.json) (the loader reads the LoRA's scale from it; "
+            "without it, scale 1 = PEFT's default). The missing-models dialog offers only the first (the "
+            "frontend downloads model files only, and a browser saves it to your Downloads folder): "
+            f"put both files in `loras/{folder}/`, then pick `{folder}/adapter_model.safetensors` in "
+            "**SwD LoRA Loader** (press `r` to refresh the lists).")
+
 
 #: ``(node, output name)``: one end of a link
 Socket = tuple[dict, str]
@@ -67,7 +88,6 @@ class Family:
     """
 
     note: str
-    note_size: tuple[int, int]
     loaders: Callable[[Graph], tuple[Socket, Socket, Socket]]
     lora_y: int
     lora: tuple[str, str]  # (lora_name, url)
@@ -81,23 +101,23 @@ def build_txt2img(name: str, family: Family, conditioning=None) -> Graph:
     Save Image. ``conditioning(g, positive, negative)``, if given, adds nodes between the prompts and the
     sampler and returns the sampler's ``(positive, negative)`` sockets."""
     g = Graph(name)
-    g.node("MarkdownNote", "Model files", (-520, 0), family.note_size, [family.note], color=NOTE_COLOR)
+    g.node("MarkdownNote", "Model files", (NOTE_X, 0), NOTE_SIZE, [family.note], color=NOTE_COLOR)
     model, clip, vae = family.loaders(g)
     lora_name, lora_url = family.lora
-    swd_lora = g.node("SwDLoraLoader", "SwD LoRA Loader", (0, family.lora_y), (380, 82), [lora_name, 1.0],
+    swd_lora = g.node("SwDLoraLoader", "SwD LoRA Loader", (COL_A, family.lora_y), (WIDTH_A, 82), [lora_name, 1.0],
                       models=[(lora_name, lora_url, "loras")])
-    schedule = g.node("SwDSchedule", "SwD Schedule", (0, family.lora_y + 130), (380, 106),
+    schedule = g.node("SwDSchedule", "SwD Schedule", (COL_A, family.lora_y + 130), (WIDTH_A, 130),
                       [family.preset, CUSTOM_SCALES, CUSTOM_SIGMAS])
-    pos = g.node("CLIPTextEncode", "Positive Prompt", (430, 0), (420, 200), [PROMPT], color=POSITIVE_COLOR)
+    pos = g.node("CLIPTextEncode", "Positive Prompt", (COL_B, 0), (WIDTH_B, 200), [PROMPT], color=POSITIVE_COLOR)
     y = 250
     positive = (pos, "CONDITIONING")
     if family.guidance is not None:
-        guidance = g.node("FluxGuidance", "FluxGuidance", (430, y), (320, 58), [family.guidance])
+        guidance = g.node("FluxGuidance", "FluxGuidance", (COL_B, y), (320, 58), [family.guidance])
         positive, y = (guidance, "CONDITIONING"), y + 100
-    neg = g.node("CLIPTextEncode", "Negative Prompt (unused at cfg 1)", (430, y), (420, 120), [NEGATIVE],
+    neg = g.node("CLIPTextEncode", "Negative Prompt (unused at cfg 1)", (COL_B, y), (WIDTH_B, 120), [NEGATIVE],
                  color=NEGATIVE_COLOR)
     latent_type, latent_title = family.latent
-    latent = g.node(latent_type, latent_title, (430, y + 170), (320, 106), [RESOLUTION, RESOLUTION, 1])
+    latent = g.node(latent_type, latent_title, (COL_B, y + 170), (320, 106), [RESOLUTION, RESOLUTION, 1])
     g.link(*model, swd_lora, "model")
     for enc in (pos, neg):
         g.link(*clip, enc, "clip")
@@ -114,9 +134,9 @@ def sample_and_save(g: Graph, name: str, model, positive, negative, latent, sche
     """SwD Sampler -> VAE Decode -> Save Image at the right of the graph, wired as every text-to-image
     workflow wires them; ``model``, ``positive``, ``negative``, ``latent``, ``vae`` are sockets.
     Returns ``(sampler, decode, save)``."""
-    sampler = g.node("SwDSampler", "SwD Sampler", (900, 0), (320, 262), [SEED, "fixed", 1.0, "bicubic", 1.0])
-    decode = g.node("VAEDecode", "VAE Decode", (1260, 0), (210, 46))
-    save = g.node("SaveImage", "Save Image", (1260, 90), (560, 620), [f"swd/{name.removeprefix('swd-')}"])
+    sampler = g.node("SwDSampler", "SwD Sampler", (COL_C, 0), (WIDTH_C, 262), [SEED, "fixed", 1.0, "bicubic", 1.0])
+    decode = g.node("VAEDecode", "VAE Decode", (COL_D, 0), (210, 46))
+    save = g.node("SaveImage", "Save Image", (COL_D, 110), (WIDTH_D, 400), [f"swd/{name.removeprefix('swd-')}"])
     for (node, output), socket in ((model, "model"), (positive, "positive"), (negative, "negative"),
                                    (latent, "latent_image"), ((schedule, "schedule"), "schedule")):
         g.link(node, output, sampler, socket)
@@ -130,9 +150,9 @@ def add_base_run(g: Graph, title: str, ksampler: list, model, pos: dict, neg: di
                  save_title: str, prefix: str) -> None:
     """The base model beside the SwD run: stock KSampler (``ksampler`` widgets) -> VAE Decode -> Save Image,
     on the same prompts and latent; ``model`` and ``vae`` are sockets."""
-    base = g.node("KSampler", title, (900, 760), (320, 262), ksampler)
-    decode = g.node("VAEDecode", "VAE Decode (base)", (1260, 760), (210, 46))
-    save = g.node("SaveImage", save_title, (1860, 90), (560, 620), [prefix])
+    base = g.node("KSampler", title, (COL_C, 360), (WIDTH_C, 262), ksampler)
+    decode = g.node("VAEDecode", "VAE Decode (base)", (COL_D, 580), (210, 46))
+    save = g.node("SaveImage", save_title, (COL_D, 680), (WIDTH_D, 380), [prefix])
     g.link(*model, base, "model")
     g.link(pos, "CONDITIONING", base, "positive")
     g.link(neg, "CONDITIONING", base, "negative")

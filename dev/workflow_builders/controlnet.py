@@ -7,7 +7,7 @@ ControlNets take a VAE-encoded hint (the checkpoint's VAE is connected); XLabs' 
 from __future__ import annotations
 
 from . import flux, sd35, sdxl
-from .common import HF, IMAGE, by_type, prompts, retitle_note, set_prefix
+from .common import COL_B, COL_C, HF, IMAGE, WIDTH_B, WIDTH_C, by_type, prompts, retitle_note, set_prefix
 from .graph import Graph, renumber_links
 
 CONTROLNET_REPO = f"{HF}/stabilityai/stable-diffusion-3.5-controlnets"
@@ -77,16 +77,17 @@ def sdxl_note() -> str:
 
 
 def add_canny_controlnet(g: Graph, positive, negative, title: str, controlnet: tuple, vae=None,
-                         top: int = 600, apply_y: int = 330) -> dict:
+                         image_y: int = 600, loader_width: int = 440) -> dict:
     """Load ControlNet Model (``controlnet``: file name, URL) + Load Image (``example.png``) -> Canny ->
     Apply ControlNet (``ControlNetApplyAdvanced``) fed by the ``positive`` / ``negative`` CONDITIONING
     nodes; returns the Apply node (outputs ``positive``, ``negative``). ``vae``: the node whose VAE encodes
-    the hint (SD3.5, InstantX-layout FLUX ControlNets), or None: the optional input is left out (SDXL)."""
-    loader = g.node("ControlNetLoader", title, (430, top), (380, 58), [controlnet[0]],
+    the hint (SD3.5, InstantX-layout FLUX ControlNets), or None: the optional input is left out (SDXL).
+    Apply ControlNet, Canny and the loader go under the sampler; Load Image at ``image_y`` under the latent."""
+    loader = g.node("ControlNetLoader", title, (COL_C, 700), (loader_width, 58), [controlnet[0]],
                     models=[(controlnet[0], controlnet[1], "controlnet")])
-    image = g.node("LoadImage", "Load Image (control image)", (430, top + 100), (320, 360), [IMAGE, "image"])
-    canny = g.node("Canny", "Canny", (430, top + 510), (320, 82), list(CANNY))
-    apply = g.node("ControlNetApplyAdvanced", "Apply ControlNet", (900, apply_y), (320, 186 if vae else 166),
+    image = g.node("LoadImage", "Load Image (control image)", (COL_B, image_y), (WIDTH_B, 330), [IMAGE, "image"])
+    canny = g.node("Canny", "Canny", (COL_C, 560), (WIDTH_C, 82), list(CANNY))
+    apply = g.node("ControlNetApplyAdvanced", "Apply ControlNet", (COL_C, 330), (WIDTH_C, 186 if vae else 166),
                    [STRENGTH, 0.0, 1.0])
     if vae is None:
         apply["inputs"] = [i for i in apply["inputs"] if i["name"] != "vae"]
@@ -128,7 +129,7 @@ def build_flux(name: str) -> Graph:
     _, neg = prompts(g)
     _reroute_through(g, nodes["SwDSampler"], nodes["FluxGuidance"], neg, dict(
         title="Load ControlNet Model (FLUX canny)", controlnet=FLUX_CONTROLNET, vae=nodes["VAELoader"],
-        top=680, apply_y=320))
+        image_y=690))
     retitle_note(g, flux.HEADING, "ControlNet", flux_note())
     set_prefix(g, "swd/flux1-dev-controlnet")
     return g
@@ -138,7 +139,8 @@ def build_sdxl(name: str) -> Graph:
     """SwD SDXL with a canny ControlNet: Load Image (``example.png``) -> Canny -> Apply ControlNet
     (``ControlNetApplyAdvanced``, no VAE: SDXL ControlNets take the pixel hint) <- Load ControlNet Model."""
     def controlnet(g: Graph, pos: dict, neg: dict):
-        apply = add_canny_controlnet(g, pos, neg, "Load ControlNet Model (SDXL canny)", SDXL_CONTROLNET)
+        apply = add_canny_controlnet(g, pos, neg, "Load ControlNet Model (SDXL canny)", SDXL_CONTROLNET,
+                                     loader_width=560)  # the file's name is long: its label must not be cut
         return (apply, "positive"), (apply, "negative")
 
     g = sdxl.build(name, controlnet)

@@ -1,7 +1,21 @@
 """The FLUX.1-dev workflows: 4 steps in bf16 and in fp8, and beside FLUX.1-dev alone."""
 from __future__ import annotations
 
-from .common import HF, SEED, Family, add_base_run, build_txt2img, by_type, comparison_text, prompts, set_prefix
+from .common import (
+    COL_A,
+    COL_B,
+    HF,
+    SEED,
+    WIDTH_A,
+    Family,
+    add_base_run,
+    build_txt2img,
+    by_type,
+    comparison_text,
+    lora_files,
+    prompts,
+    set_prefix,
+)
 from .graph import PACK_ID, Graph
 
 FLUX_GUIDANCE = 4.5  # what yresearch/swd_flux was distilled with
@@ -48,8 +62,9 @@ Needs the **{PACK_ID}** node pack.
 |---|---|---|
 {table}
 
-FLUX.1-dev is gated: accept its license on Hugging Face first. Keep the LoRA's two files
-together in `loras/swd_flux/`, then pick `{FLUX_LORA}` in **SwD LoRA Loader**.
+FLUX.1-dev is gated: accept its license on Hugging Face first.
+
+{lora_files("yresearch/swd_flux", "swd_flux")}
 
 ### Settings
 * **FluxGuidance {FLUX_GUIDANCE}**: the LoRA was distilled with FLUX's embedded guidance at
@@ -62,16 +77,16 @@ def family(variant: str) -> Family:
     unet, dtype, t5, unet_url = FLUX_FILES[variant]
 
     def loaders(g: Graph):
-        loader = g.node("UNETLoader", "Load FLUX.1-dev", (0, 0), (380, 82), [unet, dtype],
+        loader = g.node("UNETLoader", "Load FLUX.1-dev", (COL_A, 0), (WIDTH_A, 82), [unet, dtype],
                         models=[(unet, unet_url, "diffusion_models")])
-        clip = g.node("DualCLIPLoader", "FLUX text encoders", (0, 130), (380, 130),
+        clip = g.node("DualCLIPLoader", "FLUX text encoders", (COL_A, 130), (WIDTH_A, 130),
                       ["clip_l.safetensors", t5, "flux", "default"],
                       models=[(n, f"{FLUX_TE}/{n}", "text_encoders") for n in ("clip_l.safetensors", t5)])
-        vae = g.node("VAELoader", "Load FLUX VAE", (0, 310), (380, 58), [FLUX_VAE[0]],
+        vae = g.node("VAELoader", "Load FLUX VAE", (COL_A, 310), (WIDTH_A, 58), [FLUX_VAE[0]],
                      models=[(FLUX_VAE[0], FLUX_VAE[1], "vae")])
         return (loader, "MODEL"), (clip, "CLIP"), (vae, "VAE")
 
-    return Family(note=flux_note(variant), note_size=(480, 700), loaders=loaders, lora_y=420,
+    return Family(note=flux_note(variant), loaders=loaders, lora_y=420,
                   lora=(FLUX_LORA, FLUX_LORA_URL), preset=FLUX_PRESET,
                   latent=("EmptySD3LatentImage", "Empty Latent Image (16 channels)"), guidance=FLUX_GUIDANCE)
 
@@ -85,7 +100,7 @@ def build_vs_base(name: str) -> Graph:
     g = build(name)
     nodes = by_type(g)
     pos, neg = prompts(g)
-    base_guidance = g.node("FluxGuidance", f"FluxGuidance (base: {BASE_GUIDANCE:g})", (430, 660), (320, 58),
+    base_guidance = g.node("FluxGuidance", f"FluxGuidance (base: {BASE_GUIDANCE:g})", (COL_B, 690), (320, 58),
                            [BASE_GUIDANCE])
     g.link(pos, "CONDITIONING", base_guidance, "conditioning")
     add_base_run(g, f"Base FLUX.1-dev: {BASE_STEPS} steps, guidance {BASE_GUIDANCE:g}",

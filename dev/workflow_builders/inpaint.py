@@ -9,7 +9,7 @@ MASK is empty and the picture is the input image: the note says to paint it.
 from __future__ import annotations
 
 from . import sd35
-from .common import by_type, set_note, set_prefix
+from .common import COL_B, by_type, set_note, set_prefix
 from .graph import Graph, remove_node
 
 GROW_MASK_BY = 6  # the node's default
@@ -42,8 +42,8 @@ def build(name: str) -> Graph:
     load, sampler = nodes["LoadImage"], nodes["SwDSampler"]
     # VAE Encode (for Inpainting) takes VAE Encode's place and Load Image's MASK
     remove_node(g, nodes["VAEEncode"])
-    load["title"] = "Load Image (paint the mask: right-click -> Open in MaskEditor)"
-    encode = g.node("VAEEncodeForInpaint", "VAE Encode (for Inpainting)", (430, 830), (320, 98), [GROW_MASK_BY])
+    load["title"] = "Load Image (paint the mask first)"
+    encode = g.node("VAEEncodeForInpaint", "VAE Encode (for Inpainting)", (COL_B, 820), (320, 98), [GROW_MASK_BY])
     g.link(load, "IMAGE", encode, "pixels")
     g.link(nodes["CheckpointLoaderSimple"], "VAE", encode, "vae")
     g.link(load, "MASK", encode, "mask")

@@ -3,16 +3,25 @@ variants: image-to-image, SamplerCustomAdvanced, split files, LoRA merge, beside
 from __future__ import annotations
 
 from .common import (
+    COL_A,
+    COL_B,
+    COL_C,
     HF,
     IMAGE,
     NOTE_COLOR,
+    NOTE_SIZE,
+    NOTE_X,
     RESOLUTION,
     SEED,
+    WIDTH_A,
+    WIDTH_B,
+    WIDTH_C,
     Family,
     add_base_run,
     build_txt2img,
     by_type,
     comparison_text,
+    lora_files,
     prompts,
     retitle_note,
     set_note,
@@ -60,20 +69,26 @@ def lora(model: str, steps: int) -> tuple[str, str]:
     return f"{folder}/adapter_model.safetensors", f"{HF}/yresearch/{folder}/resolve/main/adapter_model.safetensors"
 
 
-def note_text(model: str, steps: int, extra: str = "") -> str:
+def note_text(model: str, steps: int, extra: str = "", split: bool = False) -> str:
+    """The note: what SwD is, the model files (``split``: diffusion model + VAE files, no checkpoint), the
+    settings; ``extra`` after the first paragraph."""
     ckpt, ckpt_url = CHECKPOINTS[model]
     folder = lora_folder(model, steps)
     repo = f"{HF}/stabilityai/stable-diffusion-3.5-{model}"
     te = f"{HF}/stabilityai/stable-diffusion-3.5-large/tree/main/text_encoders"
-    rows = [
-        (f"`{ckpt}`", "`ComfyUI/models/checkpoints/`",
-         f"[{repo.removeprefix(HF + '/')}]({repo}) ([file]({ckpt_url}))"),
+    source = f"[{repo.removeprefix(HF + '/')}]({repo}) ([file]({ckpt_url}))"
+    rows = [(f"`{ckpt}`", "`ComfyUI/models/diffusion_models/`" if split else "`ComfyUI/models/checkpoints/`", source)]
+    if split:
+        rows.append((f"`{SD3_VAE[0]}` (from `vae/`; rename it freely)", "`ComfyUI/models/vae/`",
+                     f"[stable-diffusion-3.5-large]({repo.replace(model, 'large')}) ([file]({SD3_VAE[1]}))"))
+    rows += [
         ("`clip_g.safetensors`, `clip_l.safetensors`, `t5xxl_fp16.safetensors`", "`ComfyUI/models/text_encoders/`",
          f"[stable-diffusion-3.5-large / text_encoders]({te})"),
         ("`adapter_model.safetensors` **and** `adapter_config.json`", f"`ComfyUI/models/loras/{folder}/`",
          f"[yresearch/{folder}]({HF}/yresearch/{folder})"),
     ]
     table = "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows)
+    vae = "" if split else "\nThe checkpoint includes the VAE."
     return f"""## SwD: SD3.5 {model.capitalize()}, {steps} steps
 
 Scale-wise distillation: each step predicts the clean latent, enlarges it and re-noises it,
@@ -86,10 +101,9 @@ so this {RESOLUTION}x{RESOLUTION} image costs about two full-size steps. Needs t
 |---|---|---|
 {table}
 
-The Stability AI repositories are gated: accept the license on Hugging Face first.
-The checkpoint includes the VAE. Keep the LoRA's two files together in their folder
-(the loader reads `adapter_config.json` for the LoRA's scale), then pick
-`{folder}/adapter_model.safetensors` in **SwD LoRA Loader** (press `r` to refresh the lists).
+The Stability AI repositories are gated: accept the license on Hugging Face first.{vae}
+
+{lora_files(f"yresearch/{folder}", folder)}
 
 ### Settings
 * **SwD Schedule** preset `{preset_name(model, steps)}` must match the LoRA.
@@ -101,9 +115,9 @@ The checkpoint includes the VAE. Keep the LoRA's two files together in their fol
 def add_loaders(g: Graph, model: str) -> tuple[dict, dict]:
     """Load Checkpoint and TripleCLIPLoader in the left column; returns both nodes."""
     ckpt, ckpt_url = CHECKPOINTS[model]
-    loader = g.node("CheckpointLoaderSimple", f"Load SD3.5 {model.capitalize()}", (0, 0), (380, 98), [ckpt],
+    loader = g.node("CheckpointLoaderSimple", f"Load SD3.5 {model.capitalize()}", (COL_A, 0), (WIDTH_A, 98), [ckpt],
                     models=[(ckpt, ckpt_url, "checkpoints")])
-    clip = g.node("TripleCLIPLoader", "SD3.5 text encoders", (0, 150), (380, 130),
+    clip = g.node("TripleCLIPLoader", "SD3.5 text encoders", (COL_A, 150), (WIDTH_A, 130),
                   [n for n, _ in TEXT_ENCODERS], models=[(n, u, "text_encoders") for n, u in TEXT_ENCODERS])
     return loader, clip
 
@@ -113,7 +127,7 @@ def family(model: str, steps: int) -> Family:
         loader, clip = add_loaders(g, model)
         return (loader, "MODEL"), (clip, "CLIP"), (loader, "VAE")
 
-    return Family(note=note_text(model, steps), note_size=(480, 700), loaders=loaders, lora_y=330,
+    return Family(note=note_text(model, steps), loaders=loaders, lora_y=330,
                   lora=lora(model, steps), preset=preset_name(model, steps),
                   latent=("EmptySD3LatentImage", "Empty SD3 Latent Image"))
 
@@ -128,8 +142,8 @@ def build_img2img(name: str) -> Graph:
     nodes = by_type(g)
     remove_node(g, nodes["EmptySD3LatentImage"])
     sampler = nodes["SwDSampler"]
-    load = g.node("LoadImage", "Load Image (start image)", (430, 420), (320, 360), [IMAGE, "image"])
-    encode = g.node("VAEEncode", "VAE Encode", (430, 830), (210, 46))
+    load = g.node("LoadImage", "Load Image (start image)", (COL_B, 420), (WIDTH_B, 340), [IMAGE, "image"])
+    encode = g.node("VAEEncode", "VAE Encode", (COL_B, 820), (210, 46))
     g.link(load, "IMAGE", encode, "pixels")
     g.link(nodes["CheckpointLoaderSimple"], "VAE", encode, "vae")
     g.link(encode, "LATENT", sampler, "latent_image")
@@ -147,10 +161,10 @@ def build_custom_advanced(name: str) -> Graph:
     g = build(name)
     nodes = by_type(g)
     remove_node(g, nodes["SwDSampler"])
-    noise = g.node("RandomNoise", "RandomNoise", (900, 0), (320, 82), [SEED, "fixed"])
-    guider = g.node("CFGGuider", "CFGGuider", (900, 130), (320, 98), [1.0])
-    swd = g.node("SamplerSwD", "SamplerSwD", (900, 280), (320, 58), ["bicubic"])
-    sca = g.node("SamplerCustomAdvanced", "SamplerCustomAdvanced", (900, 390), (320, 106))
+    noise = g.node("RandomNoise", "RandomNoise", (COL_C, 0), (WIDTH_C, 82), [SEED, "fixed"])
+    guider = g.node("CFGGuider", "CFGGuider", (COL_C, 130), (WIDTH_C, 98), [1.0])
+    swd = g.node("SamplerSwD", "SwD Sampler (SAMPLER)", (COL_C, 280), (WIDTH_C, 58), ["bicubic"])
+    sca = g.node("SamplerCustomAdvanced", "SamplerCustomAdvanced", (COL_C, 390), (WIDTH_C, 106))
     g.link(noise, "NOISE", sca, "noise")
     g.link(nodes["SwDLoraLoader"], "MODEL", guider, "model")
     pos, neg = prompts(g)
@@ -176,9 +190,9 @@ def build_split_files(name: str) -> Graph:
     ckpt = by_type(g)["CheckpointLoaderSimple"]
     ckpt_file, ckpt_url = CHECKPOINTS["large"]
     # the UNETLoader and the VAELoader take the checkpoint loader's outputs
-    unet = g.node("UNETLoader", "Load Diffusion Model (SD3.5 Large)", (0, 0), (380, 82), [ckpt_file, "default"],
-                  models=[(ckpt_file, ckpt_url, "diffusion_models")])
-    vae = g.node("VAELoader", "Load VAE (SD3.5)", (0, 600), (380, 58), [SD3_VAE[0]],
+    unet = g.node("UNETLoader", "Load Diffusion Model (SD3.5 Large)", (COL_A, 0), (WIDTH_A, 82),
+                  [ckpt_file, "default"], models=[(ckpt_file, ckpt_url, "diffusion_models")])
+    vae = g.node("VAELoader", "Load VAE (SD3.5)", (COL_A, 650), (WIDTH_A, 58), [SD3_VAE[0]],
                  models=[(SD3_VAE[0], SD3_VAE[1], "vae")])
     g.nodes.remove(ckpt)
     for link in g.links:
@@ -187,14 +201,13 @@ def build_split_files(name: str) -> Graph:
             link[1], link[2] = origin["id"], 0
             origin["outputs"][0]["links"].append(link[0])
     renumber_links(g)
-    retitle_note(g, HEADING, "split files", (
+    set_note(g, note_text("large", 6, split=True).replace(HEADING, f"{HEADING}: split files", 1) + (
         "\n### Split files (no single checkpoint)\n"
-        f"* `{ckpt_file}` in `ComfyUI/models/diffusion_models/` (**Load Diffusion Model**; the same file as the "
-        "checkpoint: the loader keeps only the diffusion model). `weight_dtype` `fp8_e4m3fn` stores it in fp8 "
+        f"* `{ckpt_file}` goes in `ComfyUI/models/diffusion_models/` (**Load Diffusion Model**; the same file as "
+        "the checkpoint: the loader keeps only the diffusion model). `weight_dtype` `fp8_e4m3fn` stores it in fp8 "
         "(about half the memory; the SwD LoRA is patched in before the cast).\n"
-        f"* VAE: `vae/{SD3_VAE[0]}` of [stable-diffusion-3.5-large]({HF}/stabilityai/stable-diffusion-3.5-large) "
-        f"in `ComfyUI/models/vae/` (rename it freely, e.g. `sd3.5_vae.safetensors`).\n"
-        "* Text encoders as above (fp8 T5, e.g. `t5xxl_fp8_e4m3fn.safetensors`, works too).\n"))
+        "* The VAE is its own file (**Load VAE**); the text encoders as above (fp8 T5, e.g. "
+        "`t5xxl_fp8_e4m3fn.safetensors`, works too).\n"))
     set_prefix(g, "swd/large-6-steps-split-files")
     return g
 
@@ -212,11 +225,11 @@ def build_merge_lora(name: str) -> Graph:
         "load it with **Load Checkpoint**, without the LoRA loader: SwD Sampler then gives the same latent as "
         "checkpoint + SwD LoRA Loader. To keep only the diffusion model (for GGUF or fp8 conversion), use "
         "**Save Model** (`ModelSave`) instead; see the README's *Use with... a merged checkpoint*.\n")
-    g.node("MarkdownNote", "About", (-520, 0), (480, 640), [text], color=NOTE_COLOR)
+    g.node("MarkdownNote", "About", (NOTE_X, 0), (NOTE_SIZE[0], 640), [text], color=NOTE_COLOR)
     loader, clip = add_loaders(g, "large")
-    swd_lora = g.node("SwDLoraLoader", "SwD LoRA Loader", (0, 330), (380, 82), [lora_name, 1.0],
+    swd_lora = g.node("SwDLoraLoader", "SwD LoRA Loader", (COL_A, 330), (WIDTH_A, 82), [lora_name, 1.0],
                       models=[(lora_name, lora_url, "loras")])
-    save = g.node("CheckpointSave", "Save Checkpoint (merged)", (430, 0), (380, 82), [MERGED_PREFIX])
+    save = g.node("CheckpointSave", "Save Checkpoint (merged)", (COL_B, 0), (WIDTH_B, 82), [MERGED_PREFIX])
     g.link(loader, "MODEL", swd_lora, "model")
     g.link(swd_lora, "MODEL", save, "model")
     g.link(clip, "CLIP", save, "clip")

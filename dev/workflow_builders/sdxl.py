@@ -1,7 +1,20 @@
 """The SDXL workflows: 4 steps, and beside SDXL base alone (the ControlNet one is in ``controlnet``)."""
 from __future__ import annotations
 
-from .common import HF, SEED, Family, add_base_run, build_txt2img, by_type, comparison_text, prompts, set_prefix
+from .common import (
+    COL_A,
+    HF,
+    SEED,
+    WIDTH_A,
+    Family,
+    add_base_run,
+    build_txt2img,
+    by_type,
+    comparison_text,
+    lora_files,
+    prompts,
+    set_prefix,
+)
 from .graph import PACK_ID, Graph
 
 SDXL_PRESET = "SDXL, 4 steps"
@@ -34,8 +47,9 @@ Needs the **{PACK_ID}** node pack.
 |---|---|---|
 {table}
 
-Keep the LoRA's two files together in `loras/swd-sdxl/`, then pick `{SDXL_LORA}` in
-**SwD LoRA Loader**. The published SDXL checkpoint was trained with the MMD loss only.
+{lora_files(SDXL_LORA_REPO, "swd-sdxl")}
+
+The published SDXL LoRA was trained with the MMD loss only.
 
 ### Settings
 * **SwD Schedule** preset `{SDXL_PRESET}` (upstream's DDPM times 1.0, 0.8, 0.6, 0.4 as t/1000);
@@ -51,11 +65,11 @@ finetune is not promised; v-prediction finetunes differ the most.
 
 def family() -> Family:
     def loaders(g: Graph):
-        loader = g.node("CheckpointLoaderSimple", "Load SDXL base", (0, 0), (380, 98), [SDXL_CHECKPOINT[0]],
+        loader = g.node("CheckpointLoaderSimple", "Load SDXL base", (COL_A, 0), (WIDTH_A, 98), [SDXL_CHECKPOINT[0]],
                         models=[(SDXL_CHECKPOINT[0], SDXL_CHECKPOINT[1], "checkpoints")])
         return (loader, "MODEL"), (loader, "CLIP"), (loader, "VAE")
 
-    return Family(note=sdxl_note(), note_size=(480, 640), loaders=loaders, lora_y=150,
+    return Family(note=sdxl_note(), loaders=loaders, lora_y=150,
                   lora=(SDXL_LORA, f"{HF}/{SDXL_LORA_REPO}/resolve/main/adapter_model.safetensors"),
                   preset=SDXL_PRESET, latent=("EmptyLatentImage", "Empty Latent Image (final size)"))
 
