@@ -86,7 +86,7 @@ def add_canny_controlnet(g: Graph, positive, negative, title: str, controlnet: t
     loader = g.node("ControlNetLoader", title, (COL_C, 700), (loader_width, 58), [controlnet[0]],
                     models=[(controlnet[0], controlnet[1], "controlnet")])
     image = g.node("LoadImage", "Load Image (control image)", (COL_B, image_y), (WIDTH_B, 330), [IMAGE, "image"])
-    canny = g.node("Canny", "Canny", (COL_C, 560), (WIDTH_C, 82), list(CANNY))
+    canny = g.node("Canny", "Canny edges (the hint)", (COL_C, 560), (WIDTH_C, 82), list(CANNY))
     apply = g.node("ControlNetApplyAdvanced", "Apply ControlNet", (COL_C, 330), (WIDTH_C, 186 if vae else 166),
                    [STRENGTH, 0.0, 1.0])
     if vae is None:

@@ -162,7 +162,7 @@ def build_custom_advanced(name: str) -> Graph:
     nodes = by_type(g)
     remove_node(g, nodes["SwDSampler"])
     noise = g.node("RandomNoise", "RandomNoise", (COL_C, 0), (WIDTH_C, 82), [SEED, "fixed"])
-    guider = g.node("CFGGuider", "CFGGuider", (COL_C, 130), (WIDTH_C, 98), [1.0])
+    guider = g.node("CFGGuider", "CFG Guider", (COL_C, 130), (WIDTH_C, 98), [1.0])
     swd = g.node("SamplerSwD", "SwD Sampler (SAMPLER)", (COL_C, 280), (WIDTH_C, 58), ["bicubic"])
     sca = g.node("SamplerCustomAdvanced", "SamplerCustomAdvanced", (COL_C, 390), (WIDTH_C, 106))
     g.link(noise, "NOISE", sca, "noise")
