@@ -4,11 +4,12 @@
     python3 scripts/dev.py screenshots --only swd-sdxl-4-steps --viewport 2400x1300 --no-run
 
 Starts a ComfyUI server on the stand-in models (latent previews on), opens the frontend in headless
-Chromium and, for each workflow: loads it as shipped (the missing-models list shows: the real files are
-not here) and writes ``<name>-1-loaded.png``; then loads it with the stand-ins, runs it at 256x256 (the
-stand-ins draw noise) and writes ``<name>-2-ran.png`` once the run is done. Output:
-``test-artifacts/screenshots/`` (not committed). With ``COMFYUI_PATH`` and that host's Python, the same on
-another ComfyUI (e.g. 0.33 with frontend 1.49.6).
+Chromium and, for each workflow: loads it as shipped and writes ``<name>-1-missing-models.png`` (the list
+the frontend shows: the real files are not here) and, that closed, ``<name>-2-loaded.png``; then loads it
+with the stand-ins, runs it at 256x256 (the stand-ins draw noise) and writes ``<name>-3-ran.png`` once the
+run is done (minutes per workflow on a CPU: ``--only`` picks some). Output:
+``test-artifacts/screenshots/<frontend version>/`` (not committed). With ``COMFYUI_PATH`` and that host's
+Python, the same on another ComfyUI (e.g. 0.33 with frontend 1.49.6).
 """
 from __future__ import annotations
 
@@ -65,7 +66,6 @@ def main(argv=None) -> int:
     parser.add_argument("--no-run", action="store_true", help="only the screenshot after loading")
     args = parser.parse_args(argv)
     width, height = (int(v) for v in args.viewport.split("x"))
-    OUT.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="swd-screenshots-"))
     server = ComfyServer(workdir, extra_args=["--preview-method", "latent2rgb"])
     try:
@@ -75,18 +75,21 @@ def main(argv=None) -> int:
         server.post("/settings/Comfy.TutorialCompleted", True)
         info = server.object_info()
         with browser.open_page(server.url, (width, height)) as page:
-            version = page.evaluate("() => window.__COMFYUI_FRONTEND_VERSION__ ?? '?'")
-            print(f"frontend {version}, window {width}x{height} -> {OUT}")
+            version = page.evaluate("() => window.__COMFYUI_FRONTEND_VERSION__ ?? 'unknown'")
+            out = OUT / version
+            out.mkdir(parents=True, exist_ok=True)
+            print(f"frontend {version}, window {width}x{height} -> {out}")
             for i, name in enumerate(args.only):
                 seen = browser.layout(page, ui(name))
-                page.wait_for_timeout(1000)
-                page.screenshot(path=str(OUT / f"{name}-1-loaded.png"))
+                page.wait_for_timeout(1500)
+                page.screenshot(path=str(out / f"{name}-1-missing-models.png"))
                 browser.close_dialogs(page)
+                page.screenshot(path=str(out / f"{name}-2-loaded.png"))
                 line = f"{name}: zoom {seen['scale']:.2f} (text from {seen['threshold']:.2f})"
                 if not args.no_run:
                     browser.layout(page, prepare(standin_workflow.use_standins_ui(ui(name), info), 1000 + i))
                     status = run_in_page(page, server)
-                    page.screenshot(path=str(OUT / f"{name}-2-ran.png"))
+                    page.screenshot(path=str(out / f"{name}-3-ran.png"))
                     line += f", run: {status}"
                 print(line, flush=True)
             if page.page_errors:
