@@ -31,6 +31,9 @@ NOTE_COLOR = ("#432", "#653")
 NOTE_X, NOTE_SIZE = -460, (420, 900)
 COL_A, COL_B, COL_C, COL_D = 0, 480, 940, 1320
 WIDTH_A, WIDTH_B, WIDTH_C, WIDTH_D = 440, 420, 340, 420
+#: SwD Sampler's height once a run has drawn its latent preview in it (with previews on): what goes under the
+#: sampler starts this low
+SAMPLER_ROOM = 520
 POSITIVE_COLOR = ("#232", "#353")
 NEGATIVE_COLOR = ("#322", "#533")
 
@@ -150,7 +153,7 @@ def add_base_run(g: Graph, title: str, ksampler: list, model, pos: dict, neg: di
                  save_title: str, prefix: str) -> None:
     """The base model beside the SwD run: stock KSampler (``ksampler`` widgets) -> VAE Decode -> Save Image,
     on the same prompts and latent; ``model`` and ``vae`` are sockets."""
-    base = g.node("KSampler", title, (COL_C, 360), (WIDTH_C, 262), ksampler)
+    base = g.node("KSampler", title, (COL_C, SAMPLER_ROOM), (WIDTH_C, 262), ksampler)
     decode = g.node("VAEDecode", "VAE Decode (base)", (COL_D, 580), (210, 46))
     save = g.node("SaveImage", save_title, (COL_D, 680), (WIDTH_D, 380), [prefix])
     g.link(*model, base, "model")

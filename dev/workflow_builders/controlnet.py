@@ -7,7 +7,7 @@ ControlNets take a VAE-encoded hint (the checkpoint's VAE is connected); XLabs' 
 from __future__ import annotations
 
 from . import flux, sd35, sdxl
-from .common import COL_B, COL_C, HF, IMAGE, WIDTH_B, WIDTH_C, by_type, prompts, retitle_note, set_prefix
+from .common import COL_B, COL_C, HF, IMAGE, SAMPLER_ROOM, WIDTH_B, WIDTH_C, by_type, prompts, retitle_note, set_prefix
 from .graph import Graph, renumber_links
 
 CONTROLNET_REPO = f"{HF}/stabilityai/stable-diffusion-3.5-controlnets"
@@ -83,11 +83,11 @@ def add_canny_controlnet(g: Graph, positive, negative, title: str, controlnet: t
     nodes; returns the Apply node (outputs ``positive``, ``negative``). ``vae``: the node whose VAE encodes
     the hint (SD3.5, InstantX-layout FLUX ControlNets), or None: the optional input is left out (SDXL).
     Apply ControlNet, Canny and the loader go under the sampler; Load Image at ``image_y`` under the latent."""
-    loader = g.node("ControlNetLoader", title, (COL_C, 700), (loader_width, 58), [controlnet[0]],
+    loader = g.node("ControlNetLoader", title, (COL_C, SAMPLER_ROOM + 380), (loader_width, 58), [controlnet[0]],
                     models=[(controlnet[0], controlnet[1], "controlnet")])
     image = g.node("LoadImage", "Load Image (control image)", (COL_B, image_y), (WIDTH_B, 330), [IMAGE, "image"])
-    canny = g.node("Canny", "Canny edges (the hint)", (COL_C, 560), (WIDTH_C, 82), list(CANNY))
-    apply = g.node("ControlNetApplyAdvanced", "Apply ControlNet", (COL_C, 330), (WIDTH_C, 186 if vae else 166),
+    canny = g.node("Canny", "Canny edges (the hint)", (COL_C, SAMPLER_ROOM + 250), (WIDTH_C, 82), list(CANNY))
+    apply = g.node("ControlNetApplyAdvanced", "Apply ControlNet", (COL_C, SAMPLER_ROOM), (WIDTH_C, 186 if vae else 166),
                    [STRENGTH, 0.0, 1.0])
     if vae is None:
         apply["inputs"] = [i for i in apply["inputs"] if i["name"] != "vae"]
