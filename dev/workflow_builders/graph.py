@@ -1,5 +1,5 @@
 """The workflow graph that serialises to both formats ComfyUI reads: the frontend's UI JSON and the
-API prompt. ``dev/make_workflows.py`` builds the shipped graphs from it.
+API prompt. The family modules beside it build the shipped graphs from it.
 
 UI format: the ComfyUI frontend's graph JSON, ``version`` 0.4, as frontend 1.32 writes it:
 ``widgets_values`` lists the node's widget inputs in /object_info's ``input_order``
@@ -47,6 +47,7 @@ NODE_TYPES: dict[str, dict] = {
                            outputs=[("CLIP", "CLIP")]),
     "UNETLoader": dict(inputs=[], widgets=["unet_name", "weight_dtype"], outputs=[("MODEL", "MODEL")]),
     "VAELoader": dict(inputs=[], widgets=["vae_name"], outputs=[("VAE", "VAE")]),
+    "UnetLoaderGGUF": dict(inputs=[], widgets=["unet_name"], outputs=[("MODEL", "MODEL")]),  # ComfyUI-GGUF
     "CheckpointSave": dict(inputs=[("model", "MODEL"), ("clip", "CLIP"), ("vae", "VAE")],
                            widgets=["filename_prefix"], outputs=[]),
     "KSampler": dict(inputs=[("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"),
@@ -78,6 +79,17 @@ NODE_TYPES: dict[str, dict] = {
     "SamplerCustomAdvanced": dict(inputs=[("noise", "NOISE"), ("guider", "GUIDER"), ("sampler", "SAMPLER"),
                                           ("sigmas", "SIGMAS"), ("latent_image", "LATENT")],
                                   widgets=[], outputs=[("output", "LATENT"), ("denoised_output", "LATENT")]),
+    "ControlNetLoader": dict(inputs=[], widgets=["control_net_name"], outputs=[("CONTROL_NET", "CONTROL_NET")]),
+    "Canny": dict(inputs=[("image", "IMAGE")], widgets=["low_threshold", "high_threshold"],
+                  outputs=[("IMAGE", "IMAGE")]),
+    # the optional VAE is a socket after the required ones (the frontend lists optional inputs too)
+    "ControlNetApplyAdvanced": dict(
+        inputs=[("positive", "CONDITIONING"), ("negative", "CONDITIONING"), ("control_net", "CONTROL_NET"),
+                ("image", "IMAGE"), ("vae", "VAE")],
+        widgets=["strength", "start_percent", "end_percent"],
+        outputs=[("positive", "CONDITIONING"), ("negative", "CONDITIONING")]),
+    "VAEEncodeForInpaint": dict(inputs=[("pixels", "IMAGE"), ("vae", "VAE"), ("mask", "MASK")],
+                                widgets=["grow_mask_by"], outputs=[("LATENT", "LATENT")]),
     # frontend-only (virtual): never in the API format
     "MarkdownNote": dict(inputs=[], widgets=[None], outputs=[], virtual=True),
 }
@@ -178,7 +190,7 @@ class Graph:
         return prompt
 
 
-def _renumber_links(g: Graph) -> None:
+def renumber_links(g: Graph) -> None:
     """Give the remaining links ids 1..n and rewrite every reference to them."""
     new_ids = {link[0]: i + 1 for i, link in enumerate(g.links)}
     for link in g.links:
@@ -194,3 +206,10 @@ def _renumber_links(g: Graph) -> None:
         n["id"] = id_map[n["id"]]
     for link in g.links:
         link[1], link[3] = id_map[link[1]], id_map[link[3]]
+
+
+def remove_node(g: Graph, node: dict) -> None:
+    """Take ``node`` and every link to or from it out of ``g``; the sockets it fed are left unconnected."""
+    g.nodes.remove(node)
+    g.links = [link for link in g.links if node["id"] not in (link[1], link[3])]
+    renumber_links(g)
