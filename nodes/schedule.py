@@ -49,20 +49,29 @@ class SwDSchedule(io.ComfyNode):
                                  tooltip="The schedule's sigmas, for stock sampling nodes (an SDXL preset's "
                                          "DDPM times as SDXL's ComfyUI sigmas)."),
             ],
+            hidden=[io.Hidden.prompt, io.Hidden.unique_id],  # validate_inputs reads preset and scales
         )
 
     @classmethod
-    def validate_inputs(cls, preset, scales, sigmas):
-        if preset is None or (preset == swd_core.CUSTOM and (scales is None or sigmas is None)):
-            return True  # linked inputs are known only when the node runs, which checks them
+    def validate_inputs(cls, sigmas):
+        """A bad custom schedule, reported once (under ``sigmas``).
+
+        ComfyUI lists a ``validate_inputs`` failure once per argument of this method, so it
+        takes one; ``preset`` and ``scales`` come from the prompt (hidden input).
+        """
+        inputs = (cls.hidden.prompt or {}).get(str(cls.hidden.unique_id), {}).get("inputs", {}) \
+            if cls.hidden is not None else {}
+        preset, scales = inputs.get("preset"), inputs.get("scales")
+        if preset != swd_core.CUSTOM or not isinstance(scales, str) or not isinstance(sigmas, str):
+            return True  # a preset (checked by ComfyUI), or linked text that the node checks when it runs
         try:
             swd_core.get_schedule(preset, scales, sigmas)
         except swd_core.SwDError as e:
-            return f"SwD Schedule: {e}"
+            return f"SwD Schedule (custom): {e}"
         return True
 
     @classmethod
-    def execute(cls, preset, scales, sigmas) -> io.NodeOutput:
+    def execute(cls, preset, scales, sigmas) -> io.NodeOutput:  # scales/sigmas: read only when custom
         schedule = swd_core.get_schedule(preset, scales, sigmas)
         return io.NodeOutput(schedule, torch.tensor(comfy_sigmas(schedule), dtype=torch.float32))
 

@@ -17,8 +17,6 @@ used: it downloads browsers, which these machines cannot.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 from pathlib import Path
 
@@ -26,28 +24,12 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from harness import standin_workflow
+from harness.browser import CHROMIUM, CHROMIUM_ARGS, close_dialogs, dialogs, load
 from harness.paths import ARTIFACTS
 from harness.shipped_workflows import NAMES, api, ui
 
-CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 QUEUED = "swd-sd3.5-large-6-steps-sampler-custom-advanced"
 SIZE = 256  # the queued run's size (the full-size run is in test_workflows.py)
-
-DIALOGS_JS = """() => Array.from(document.querySelectorAll('.p-dialog'))
-    .filter(d => d.getClientRects().length > 0).map(d => d.innerText)"""
-LOAD_JS = """async (wf) => {
-    await window.app.loadGraphData(wf);
-    const p = await window.app.graphToPrompt();
-    const nodes = window.app.graph.serialize().nodes;
-    return {
-        output: p.output,
-        widgets: Object.fromEntries(nodes.map(n => [n.id, n.widgets_values ?? []])),
-        types: Object.fromEntries(window.app.graph.nodes.map(n => [n.id, n.type])),
-        errors: window.app.graph.nodes.filter(n => n.has_errors).map(n => n.id),
-    };
-}"""
 
 
 @pytest.fixture(scope="module")
@@ -71,10 +53,6 @@ def page(server):
             browser.close()
 
 
-def dialogs(pg) -> list[str]:
-    return pg.evaluate(DIALOGS_JS)
-
-
 def wait_dialogs(pg, expect_some: bool, timeout=10.0) -> list[str]:
     """The open dialogs: once one shows (``expect_some``), else after the frontend had time to show one."""
     if not expect_some:
@@ -84,19 +62,6 @@ def wait_dialogs(pg, expect_some: bool, timeout=10.0) -> list[str]:
     while not dialogs(pg) and time.time() < deadline:
         pg.wait_for_timeout(100)
     return dialogs(pg)
-
-
-def close_dialogs(pg) -> None:
-    for _ in range(5):
-        if not dialogs(pg):
-            return
-        pg.keyboard.press("Escape")
-        pg.wait_for_timeout(200)
-    assert dialogs(pg) == [], "dialogs do not close"
-
-
-def load(pg, workflow: dict) -> dict:
-    return pg.evaluate(LOAD_JS, workflow)
 
 
 @pytest.mark.parametrize("name", NAMES)
