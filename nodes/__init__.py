@@ -3,9 +3,9 @@ from . import feedback
 from ._api import ComfyExtension, io
 from .lora import SwDLoraLoader
 from .sampler import SamplerSwD, SwDSampler
-from .schedule import SwDSchedule
+from .schedule import SwDSchedule, remember_prompt
 
-feedback.register_routes()
+feedback.register_routes(remember_prompt)
 
 NODES: list[type[io.ComfyNode]] = [SwDSchedule, SwDSampler, SamplerSwD, SwDLoraLoader]
 

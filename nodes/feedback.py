@@ -50,12 +50,15 @@ def preset_table() -> dict[str, dict[str, str]]:
             for name in swd_core.PRESETS}
 
 
-def register_routes() -> None:
-    """``GET /swd/presets`` on ComfyUI's server (also as ``/api/swd/presets``); nothing without a server."""
+def register_routes(on_prompt) -> None:
+    """``GET /swd/presets`` on ComfyUI's server (also as ``/api/swd/presets``) and the ``on_prompt``
+    handler (`schedule.remember_prompt`); nothing without a server."""
     srv = _server()
     if srv is None:
         return
     from aiohttp import web
+
+    srv.add_on_prompt_handler(on_prompt)
 
     @srv.routes.get("/swd/presets")
     async def presets(_request):

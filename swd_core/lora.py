@@ -282,7 +282,7 @@ def missing_config_note(name: str, folder: str, modules) -> str:
     ``main.py``: rank 64, ``lora_alpha`` defaults to the rank).
     """
     repos = published_repos(folder, modules)
-    source = (" or ".join(f"{HF}/{r}" for r in repos) if repos else "the LoRA's download page")
+    source = " or ".join(f"{HF}/{r}" for r in repos) if repos else "the LoRA's download page"
     return (f"no {ADAPTER_CONFIG} beside {name} and no alpha keys: ran at scale 1 (lora_alpha = r, upstream's "
-            f"training default); to use the published scale, put the {ADAPTER_CONFIG} from {source} in the same "
-            f"folder as the file, named {ADAPTER_WEIGHTS}")
+            f"default). For the published scale, put {ADAPTER_CONFIG} from {source} in the file's folder "
+            f"(the file named {ADAPTER_WEIGHTS}).")

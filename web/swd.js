@@ -41,10 +41,18 @@ function messageBox(node) {
             text = Array.isArray(value) ? value.join("\n") : String(value ?? "");
             render(box, text);
         },
-        getMinHeight: () => Math.min(24 + 17 * text.split("\n").length, 220),
+        getMinHeight: () => boxHeight(text, node.size[0]),
     });
     widget.serialize = false;
     return widget;
+}
+
+// The box's height for `text` in a node `width` wide: its lines wrapped at the monospace width.
+function boxHeight(text, width) {
+    const perLine = Math.max(16, Math.floor((width - 36) / 7.3));
+    const rows = text.split("\n").filter((l) => l.trim())
+        .reduce((n, line) => n + Math.ceil((line.length + 2) / perLine), 0);
+    return Math.min(14 + 16.5 * rows, 320);
 }
 
 function render(box, text) {

@@ -131,7 +131,15 @@ def queue(pg, server) -> str:
 
 
 def box(pg, nid: int) -> dict | None:
+    """The message box of node ``nid`` as the page shows it (Vue nodes exist only in the viewport: see `seen_box`)."""
     return pg.evaluate(BOX_JS, nid)
+
+
+def seen_box(pg, nid: int, screenshot: str | None = None) -> dict | None:
+    focus(pg, nid)
+    if screenshot:
+        shot(pg, screenshot)
+    return box(pg, nid)
 
 
 def clear_boxes(pg, nid: int) -> None:
@@ -144,9 +152,7 @@ def test_messages_are_on_the_nodes_as_text_and_come_back_on_a_rerun(feedback_ser
     load(page, wf)
     close_dialogs(page)
     queue(page, feedback_server)
-    focus(page, lora)
-    shot(page, "messages")
-    seen = {nid: box(page, nid) for nid in (lora, sampler)}
+    seen = {nid: seen_box(page, nid, f"messages-{nid}") for nid in (lora, sampler)}
     for nid, shown in seen.items():
         assert shown is not None and shown["visible"], (nid, shown)
         assert shown["elements"] == 0, shown  # rows hold text nodes only
@@ -168,9 +174,9 @@ def test_messages_are_on_the_nodes_as_text_and_come_back_on_a_rerun(feedback_ser
     clear_boxes(page, sampler)
     set_widget(page, sampler, "seed", 7 + int(time.time()) % 1000)
     queue(page, feedback_server)
-    assert {nid: box(page, nid)["text"] for nid in (lora, sampler)} == before
+    assert {nid: seen_box(page, nid)["text"] for nid in (lora, sampler)} == before
     queue(page, feedback_server)  # all from the cache: nothing runs, the messages stay
-    assert {nid: box(page, nid)["text"] for nid in (lora, sampler)} == before
+    assert {nid: seen_box(page, nid)["text"] for nid in (lora, sampler)} == before
     assert page.page_errors == []
 
 
@@ -180,9 +186,7 @@ def test_the_sampler_input_of_sampler_custom_advanced_reports_on_its_node(feedba
     load(page, wf)
     close_dialogs(page)
     queue(page, feedback_server)
-    focus(page, sampler)
-    shot(page, "sampler-custom-advanced")
-    shown = box(page, sampler)
+    shown = seen_box(page, sampler, "sampler-custom-advanced")
     assert shown is not None and shown["visible"], shown
     assert shown["rows"][0][0] == "swd-warning" and "published for FLUX but the model is SD3.5" in shown["rows"][0][1]
     assert shown["rows"][-1][1].startswith("4 steps, latent 16x16 → 20x20 → 24x24 → 32x32: ≈ 2.2 full-size steps")
@@ -232,4 +236,35 @@ def test_a_bad_custom_schedule_is_reported_once_under_sigmas(feedback_server, pa
     shot(page, "schedule-error")
     assert text.count("3 scales need 4 sigmas") == 1, text
     close_dialogs(page)
+    assert page.page_errors == []
+
+
+HELP = {  # a sentence of each page in web/docs/
+    "SwDLoraLoader": "Loads a scale-wise distillation (SwD) LoRA onto SD3.5, FLUX.1-dev or SDXL",
+    "SwDSchedule": "The schedule of a scale-wise distilled model",
+    "SwDSampler": "A KSampler for scale-wise distilled models",
+    "SamplerSwD": "The scale-wise SwD sampler as a SAMPLER",
+}
+# The node library's help panel, opened as its own "?" buttons open it: the node library tab and
+# the frontend's nodeHelp store (the frontend then fetches /extensions/<pack>/docs/<node>.md).
+OPEN_HELP_JS = """async (name) => {
+    const pinia = document.querySelector('#vue-app').__vue_app__.config.globalProperties.$pinia;
+    const bar = pinia._s.get('sidebarTab');
+    if (bar.activeSidebarTabId !== 'node-library') bar.toggleSidebarTab('node-library');
+    for (let i = 0; i < 50 && !pinia._s.get('nodeHelp'); i++) await new Promise(r => setTimeout(r, 100));
+    pinia._s.get('nodeHelp').openHelp(pinia._s.get('nodeDef').nodeDefsByName[name]);
+}"""
+
+
+@pytest.mark.parametrize("node", list(HELP))
+def test_each_node_help_page_opens_with_its_text(feedback_server, page, node):
+    if page.mode == "vue":
+        pytest.skip("the help panel does not depend on the node mode (run in classic)")
+    page.evaluate(OPEN_HELP_JS, node)
+    shown = page.get_by_text(HELP[node]).first
+    shown.wait_for(state="visible", timeout=30_000)
+    assert page.get_by_text("Typical graph").first.is_visible()
+    shot(page, f"help-{node}")
+    page.evaluate("() => document.querySelector('#vue-app').__vue_app__.config.globalProperties.$pinia"
+                  "._s.get('nodeHelp').closeHelp()")
     assert page.page_errors == []
