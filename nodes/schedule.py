@@ -64,7 +64,7 @@ class SwDSchedule(io.ComfyNode):
         known the node checks the schedule when it runs.
         """
         node_id = cls.hidden.unique_id if cls.hidden is not None else None
-        inputs = _PROMPT.get().get(str(node_id), {}).get("inputs", {})
+        inputs = (_PROMPT.get() or {}).get(str(node_id), {}).get("inputs", {})
         preset, scales = inputs.get("preset"), inputs.get("scales")
         if preset != swd_core.CUSTOM or not isinstance(scales, str) or not isinstance(sigmas, str):
             return True  # a preset (checked by ComfyUI), linked text (checked when the node runs), or no prompt
@@ -81,7 +81,7 @@ class SwDSchedule(io.ComfyNode):
 
 
 #: The API prompt being queued, for `SwDSchedule.validate_inputs` (task-local: one per POST /prompt).
-_PROMPT: contextvars.ContextVar[dict] = contextvars.ContextVar("swd_prompt", default={})
+_PROMPT: contextvars.ContextVar[dict | None] = contextvars.ContextVar("swd_prompt", default=None)
 
 
 def remember_prompt(json_data):

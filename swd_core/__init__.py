@@ -37,7 +37,8 @@ from .schedules import (
 __all__ = [
     "CUSTOM", "DEFAULT_PRESET", "DEFAULT_UPSCALE_METHOD", "EPSILON", "FAMILIES", "FLOW", "ModelFamily", "PRESETS",
     "Schedule", "ddpm_timesteps", "family_named", "model_sigmas", "same_sigmas",
-    "describe_run", "full_size_steps", "SwDError", "UPSCALE_METHODS", "family_of_comfy_model", "flow_noise_scaling", "generator_noise",
-    "format_numbers", "get_schedule", "interpolate", "preset_texts", "latent_sizes", "parse_schedule", "run", "sample_scalewise", "scale_area",
+    "SwDError", "UPSCALE_METHODS", "family_of_comfy_model", "flow_noise_scaling", "generator_noise",
+    "describe_run", "full_size_steps", "format_numbers", "preset_texts",
+    "get_schedule", "interpolate", "latent_sizes", "parse_schedule", "run", "sample_scalewise", "scale_area",
     "scales_for_sigmas", "schedule_from_values", "SwDPipelineOutput", "truncate_for_denoise",
 ]

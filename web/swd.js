@@ -44,6 +44,9 @@ function messageBox(node) {
         getMinHeight: () => boxHeight(text, node.size[0]),
     });
     widget.serialize = false;
+    // Vue nodes copy a node's widgets when they mount it: have the node manager read them again
+    // (1.32.9 refreshes a node on this event; the canvas ignores it).
+    node.graph?.trigger?.("node:slot-errors:changed", { nodeId: node.id });
     return widget;
 }
 

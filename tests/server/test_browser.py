@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 
 import pytest
-import swd_core
 from playwright.sync_api import sync_playwright
 
+import swd_core
 from harness import standin_workflow
 from harness.browser import CHROMIUM, CHROMIUM_ARGS, close_dialogs, dialogs, load
 from harness.paths import ARTIFACTS

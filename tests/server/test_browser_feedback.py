@@ -25,9 +25,9 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from harness import paths, standin_workflow
+from harness.browser import CHROMIUM, CHROMIUM_ARGS, close_dialogs, dialogs, load
 from harness.comfy_server import ComfyServer
 from harness.paths import ARTIFACTS
-from harness.browser import CHROMIUM, CHROMIUM_ARGS, close_dialogs, dialogs, load
 from harness.shipped_workflows import ui
 
 XSS_LORA = "<img src=x onerror=alert(1)>.safetensors"
@@ -74,7 +74,7 @@ def page(feedback_server, request):
         pg.wait_for_function("window.app && window.app.vueAppReady && window.app.graph", timeout=180_000)
         pg.mode = request.param
         pg.frontend = pg.evaluate("window.__COMFYUI_FRONTEND_VERSION__ ?? 'unknown'")
-        assert pg.evaluate("app.ui.settings.getSettingValue('Comfy.VueNodes.Enabled')") == (request.param == "vue")
+        assert pg.evaluate("app.extensionManager.setting.get('Comfy.VueNodes.Enabled')") == (request.param == "vue")
         try:
             yield pg
         finally:

@@ -79,6 +79,7 @@ def test_the_missing_config_note_says_the_scale_and_where_the_config_comes_from(
                                         swd_lora.lora_modules(_peft(2432, blocks=38)))
     assert note.startswith("no adapter_config.json beside swd-large-6-steps/adapter_model.safetensors and no "
                            "alpha keys: ran at scale 1 (lora_alpha = r")
-    assert "put adapter_config.json from https://huggingface.co/yresearch/swd-large-6-steps in the file's folder" in note
+    assert ("put adapter_config.json from https://huggingface.co/yresearch/swd-large-6-steps in the file's "
+            "folder") in note
     unknown = swd_lora.missing_config_note("x.safetensors", "loras", swd_lora.lora_modules(_peft(640)))
     assert "from the LoRA's download page" in unknown
