@@ -6,7 +6,8 @@
 //    as the `swd.messages` event with its node id (nodes/feedback.py). Both land in one
 //    read-only box under the node's widgets, as plain text (textContent, never HTML: the lines
 //    carry file and folder names); lines starting "Warning:" get the warning colour and a sign.
-//    The box stays until the node next reports (it is not saved with the workflow).
+//    The box stays until the node next reports (it is not saved with the workflow); it is
+//    there, empty and invisible, from the node's creation on.
 // 2. SwD Schedule shows the schedule that runs: under a preset, the scales and sigmas fields
 //    hold that preset's values (GET /swd/presets), labelled "scales (preset)"; editing one
 //    switches the preset to "custom", which runs what the fields say. The server reads the
@@ -26,11 +27,11 @@ function messageBox(node) {
     if (found) return found;
     const box = document.createElement("div");
     box.className = "swd-messages";
-    box.dataset.swdNode = String(node.id);
+    box.dataset.swdMessages = String(node.id); // the frontend may restyle the element: tests find it by this
     Object.assign(box.style, {
         font: "12px monospace", lineHeight: "1.35", whiteSpace: "pre-wrap", overflowWrap: "anywhere",
         overflowY: "auto", padding: "4px 6px", boxSizing: "border-box", borderRadius: "6px",
-        background: "rgba(0, 0, 0, 0.25)", color: "var(--input-text, #ddd)", userSelect: "text",
+        background: "var(--comfy-input-bg, #222)", color: "var(--input-text, #ddd)", userSelect: "text",
     });
     let text = "";
     const widget = node.addDOMWidget(BOX, "swd_messages", box, {
@@ -41,12 +42,10 @@ function messageBox(node) {
             text = Array.isArray(value) ? value.join("\n") : String(value ?? "");
             render(box, text);
         },
-        getMinHeight: () => boxHeight(text, node.size[0]),
+        getMinHeight: () => (text ? boxHeight(text, node.size[0]) : 0),
+        getMaxHeight: () => (text ? boxHeight(text, node.size[0]) : 0),
     });
     widget.serialize = false;
-    // Vue nodes copy a node's widgets when they mount it: have the node manager read them again
-    // (1.32.9 refreshes a node on this event; the canvas ignores it).
-    node.graph?.trigger?.("node:slot-errors:changed", { nodeId: node.id });
     return widget;
 }
 
@@ -60,6 +59,8 @@ function boxHeight(text, width) {
 
 function render(box, text) {
     box.replaceChildren();
+    box.style.padding = text ? "4px 6px" : "0";
+    box.style.visibility = text ? "visible" : "hidden";
     for (const line of text.split("\n")) {
         if (!line.trim()) continue;
         const row = document.createElement("div");
@@ -121,6 +122,16 @@ app.registerExtension({
     },
     async beforeRegisterNodeDef(nodeType, nodeData) {
         if (!PACK_NODES.has(nodeData.name)) return;
+        if (nodeData.name !== "SwDSchedule") {
+            // the (empty, invisible) box exists from the start: Vue nodes render the widgets a node
+            // has when they mount it; the box is the last widget, so saved widget values keep their places
+            const created = nodeType.prototype.onNodeCreated;
+            nodeType.prototype.onNodeCreated = function () {
+                const r = created?.apply(this, arguments);
+                messageBox(this);
+                return r;
+            };
+        }
         const onExecuted = nodeType.prototype.onExecuted;
         nodeType.prototype.onExecuted = function (output) {
             onExecuted?.apply(this, arguments);

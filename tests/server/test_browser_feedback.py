@@ -25,7 +25,7 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from harness import paths, standin_workflow
-from harness.browser import CHROMIUM, CHROMIUM_ARGS, close_dialogs, dialogs, load
+from harness.browser import CHROMIUM, CHROMIUM_ARGS, close_dialogs, load
 from harness.comfy_server import ComfyServer
 from harness.paths import ARTIFACTS
 from harness.shipped_workflows import ui
@@ -35,7 +35,7 @@ MODES = ["classic", "vue"]
 SIZE = 256
 BASIC = "swd-sd3.5-large-6-steps"
 ADVANCED = "swd-sd3.5-large-6-steps-sampler-custom-advanced"
-BOX_JS = """(id) => { const b = document.querySelector(`.swd-messages[data-swd-node="${id}"]`);
+BOX_JS = """(id) => { const b = document.querySelector(`[data-swd-messages="${id}"]`);
     return b ? {text: b.innerText, rows: Array.from(b.children).map(r => [r.className, r.textContent,
         getComputedStyle(r).color]), elements: b.querySelectorAll('*').length - b.children.length,
         visible: b.getClientRects().length > 0 && b.offsetHeight > 0} : null; }"""
@@ -229,10 +229,14 @@ def test_a_bad_custom_schedule_is_reported_once_under_sigmas(feedback_server, pa
     assert [e["extra_info"]["input_name"] for e in errors] == ["sigmas"], errors
     assert "3 scales need 4 sigmas" in errors[0]["details"]
     page.evaluate("async () => { await app.queuePrompt(0); }")
-    deadline = time.time() + 20
-    while not dialogs(page) and time.time() < deadline:
-        page.wait_for_timeout(200)
-    text = "\n".join(dialogs(page))
+    # 1.32.9 opens an error dialog; 1.49.6 a toast whose "View details" opens the error panel
+    page.wait_for_function("/3 scales need 4 sigmas|rejected the value for sigmas/.test(document.body.innerText)",
+                           timeout=30_000)
+    details = page.get_by_role("button", name="View details")
+    if details.count():
+        details.first.click()
+        page.wait_for_function("document.body.innerText.includes('3 scales need 4 sigmas')", timeout=30_000)
+    text = page.evaluate("document.body.innerText")
     shot(page, "schedule-error")
     assert text.count("3 scales need 4 sigmas") == 1, text
     close_dialogs(page)
@@ -251,7 +255,7 @@ OPEN_HELP_JS = """async (name) => {
     const pinia = document.querySelector('#vue-app').__vue_app__.config.globalProperties.$pinia;
     const bar = pinia._s.get('sidebarTab');
     if (bar.activeSidebarTabId !== 'node-library') bar.toggleSidebarTab('node-library');
-    for (let i = 0; i < 50 && !pinia._s.get('nodeHelp'); i++) await new Promise(r => setTimeout(r, 100));
+    for (let i = 0; i < 300 && !pinia._s.get('nodeHelp'); i++) await new Promise(r => setTimeout(r, 100));
     pinia._s.get('nodeHelp').openHelp(pinia._s.get('nodeDef').nodeDefsByName[name]);
 }"""
 
