@@ -27,7 +27,6 @@ function messageBox(node) {
     if (found) return found;
     const box = document.createElement("div");
     box.className = "swd-messages";
-    box.dataset.swdMessages = String(node.id); // the frontend may restyle the element: tests find it by this
     Object.assign(box.style, {
         font: "12px monospace", lineHeight: "1.35", whiteSpace: "pre-wrap", overflowWrap: "anywhere",
         overflowY: "auto", padding: "4px 6px", boxSizing: "border-box", borderRadius: "6px",
@@ -51,10 +50,10 @@ function messageBox(node) {
 
 // The box's height for `text` in a node `width` wide: its lines wrapped at the monospace width.
 function boxHeight(text, width) {
-    const perLine = Math.max(16, Math.floor((width - 36) / 7.3));
+    const perLine = Math.max(16, Math.floor((width - 40) / 7.6));
     const rows = text.split("\n").filter((l) => l.trim())
         .reduce((n, line) => n + Math.ceil((line.length + 2) / perLine), 0);
-    return Math.min(14 + 16.5 * rows, 320);
+    return Math.min(18 + 16.5 * (rows + 0.5), 340);
 }
 
 function render(box, text) {
@@ -75,6 +74,7 @@ function render(box, text) {
 function showMessages(node, text) {
     if (!node || text == null) return;
     const widget = messageBox(node);
+    widget.element.dataset.swdMessages = String(node.id); // its id once it is in the graph: tests find the box by it
     widget.value = Array.isArray(text) ? text.join("\n") : String(text);
     const [w, h] = node.computeSize();
     node.setSize([Math.max(node.size[0], w, 360), Math.max(node.size[1], h)]);
