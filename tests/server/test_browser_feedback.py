@@ -12,8 +12,10 @@ test-artifacts/feedback-<frontend>-<mode>-*.png.
   element is made from it and no script runs;
 * SwD Schedule's scales/sigmas fields hold the selected preset's values (FLUX, SDXL) and are
   disabled, and editable under ``custom``;
-* a bad custom schedule is reported once, under ``sigmas``, by the server and in the error dialog;
-* each node's help page opens in the node library and shows the pack's text.
+* a bad custom schedule is reported once, under ``sigmas``, by the server (node_errors) and on the
+  page (1.32.9: the error dialog's message; 1.49.6: the toast naming the input);
+* each node's help page is served where the frontends look for it (/extensions/<pack>/docs/<node>.md)
+  and, where the node library's help store is reachable (1.32.9), opens there with the pack's text.
 """
 from __future__ import annotations
 
