@@ -4,7 +4,8 @@
     PYTHONPATH=dev .venv/bin/python -m demo [--workflow swd-sd3.5-large-6-steps] [--seed N]
 
 Starts ComfyUI's own ``main.py`` (COMFYUI_PATH, default .host/ComfyUI) on 127.0.0.1 with
-``.host/extra_model_paths.yaml`` (the stand-in models and this pack), queues the API-format
+``.host/extra_model_paths.yaml`` (the stand-in models and this pack) and latent previews on
+(``--preview-method auto``; the previews it receives are counted), queues the API-format
 workflow ``workflows/api/<workflow>.json`` at its shipped size (1024x1024) over HTTP, follows
 the progress over the websocket, and writes the PNG under ``.host/demo/output``.
 
@@ -66,11 +67,14 @@ def main(argv=None) -> int:
               file=sys.stderr, flush=True)
 
         def on_message(msg):
+            if msg["type"] == "binary_preview":
+                previews.append(msg)
             if msg["type"] == "progress":
                 d = msg["data"]
                 title = prompt.get(str(d.get("node")), {}).get("_meta", {}).get("title", d.get("node"))
                 print(f"  {title}: step {d['value']}/{d['max']}", file=sys.stderr, flush=True)
 
+        previews: list[dict] = []
         start = time.time()
         try:
             record = server.run(prompt, timeout=args.timeout, on_message=on_message)
@@ -88,7 +92,7 @@ def main(argv=None) -> int:
             print("the workflow saved no image", file=sys.stderr)
             return 1
         png = (server.output_dir / images[0]["subfolder"] / images[0]["filename"]).resolve()
-        print(f"done in {time.time() - start:.1f} s", file=sys.stderr)
+        print(f"done in {time.time() - start:.1f} s ({len(previews)} latent previews sent)", file=sys.stderr)
     finally:
         server.stop()
     print(png)

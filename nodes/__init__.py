@@ -1,8 +1,11 @@
 """ComfyUI adapters for swd_core: thin V3 nodes that translate ComfyUI types."""
+from . import feedback
 from ._api import ComfyExtension, io
 from .lora import SwDLoraLoader
 from .sampler import SamplerSwD, SwDSampler
-from .schedule import SwDSchedule
+from .schedule import SwDSchedule, remember_prompt
+
+feedback.register_routes(remember_prompt)
 
 NODES: list[type[io.ComfyNode]] = [SwDSchedule, SwDSampler, SamplerSwD, SwDLoraLoader]
 

@@ -23,8 +23,8 @@ import folder_paths
 
 from .. import swd_core
 from ..swd_core import lora as swd_lora
-from . import lora_keys
-from ._api import io, schema, ui
+from . import feedback, lora_keys
+from ._api import io, schema
 
 NODE = "SwD LoRA Loader"
 LORA_SUFFIXES = (".safetensors", ".sft")
@@ -167,6 +167,7 @@ def load_swd_lora(model, name: str, strength: float):
     if broken:
         raise swd_core.SwDError(f"{name!r} holds NaN or inf values ({', '.join(broken[:3])}): the file is corrupt")
     swd_lora.lora_modules(state_dict)  # lora_A/lora_B pairs are complete and of one rank, before the config
+    warnings: list[str] = []  # lines the node shows as warnings
     config_path = path.parent / swd_lora.ADAPTER_CONFIG
     if path.name == swd_lora.ADAPTER_WEIGHTS and config_path.is_file():
         if not _inside_loras(config_path.resolve()):
@@ -179,6 +180,10 @@ def load_swd_lora(model, name: str, strength: float):
                       + (", per-module patterns" if config.rank_pattern or config.alpha_pattern else ""))
     elif any(k.endswith(".alpha") for k in state_dict):
         scale_note = "scale from the file's alpha keys"
+    elif swd_lora.is_peft_file(state_dict):
+        scale_note = "scale 1 (lora_alpha = r)"
+        warnings.append(swd_lora.missing_config_note(name, path.parent.name, swd_lora.lora_modules(state_dict)))
+        log.warning("[swd] %s: %s", name, warnings[-1])
     else:
         scale_note = "no adapter_config.json and no alpha keys: scale 1 (alpha = rank)"
         log.warning("[swd] %s: %s", name, scale_note)
@@ -229,7 +234,7 @@ def load_swd_lora(model, name: str, strength: float):
     if foreign > 0:
         report += f"\nalso on this model: {foreign} weight patches from other loaders (e.g. stock LoRA Loader)"
     log.info("[swd] %s", report)
-    return patched, report
+    return patched, "\n".join([*(f"{feedback.WARNING}{w}" for w in warnings), report])
 
 
 class SwDLoraLoader(io.ComfyNode):
@@ -275,6 +280,6 @@ class SwDLoraLoader(io.ComfyNode):
         if not math.isfinite(strength_model):
             raise swd_core.SwDError(f"strength_model must be a finite number, got {strength_model}")
         if strength_model == 0:
-            return io.NodeOutput(model, ui=ui.PreviewText(f"{NODE}: strength 0, LoRA not applied"))
+            return io.NodeOutput(model, ui=feedback.text_output([f"{NODE}: strength 0, LoRA not applied"]))
         patched, report = load_swd_lora(model, lora_name, strength_model)
-        return io.NodeOutput(patched, ui=ui.PreviewText(report))
+        return io.NodeOutput(patched, ui=feedback.text_output([report]))

@@ -7,6 +7,7 @@ The latent handed to ComfyUI is the *final* size: ComfyUI budgets model memory f
 shape (its progressive LCM upscale sampler starts small and under-budgets); `sample_swd`
 shrinks the latent to the first scale itself.
 """
+import functools
 import inspect
 import logging
 import math
@@ -22,8 +23,8 @@ import latent_preview
 
 from .. import swd_core
 from ..swd_core import families
-from . import compile_hints, regional
-from ._api import SwDScheduleType, io, schema, ui
+from . import compile_hints, feedback, regional
+from ._api import SwDScheduleType, io, schema
 from .controlnet_check import check_controlnets
 from .model_patches import check_model_patches
 from .schedule import schedule_sigmas
@@ -94,7 +95,7 @@ def host_sigmas_and_scales(schedule, family, model_sampling, sigmas: torch.Tenso
 @torch.no_grad()
 def sample_swd(model, x, sigmas, extra_args=None, callback=None, disable=None, *,
                schedule: swd_core.Schedule, upscale_method: str = swd_core.DEFAULT_UPSCALE_METHOD,
-               node: str = NODE_SAMPLER_SAMPLER, noise_input: bool = True):
+               node: str = NODE_SAMPLER_SAMPLER, noise_input: bool = True, report=None):
     """ComfyUI sampler function (k-diffusion signature) running `swd_core.sample_scalewise`.
 
     ``x`` is ``KSAMPLER``'s noised latent at the final size; it only gives the shape, device
@@ -109,7 +110,8 @@ def sample_swd(model, x, sigmas, extra_args=None, callback=None, disable=None, *
     the final size, are remade at each step's size by `regional.PerScale`; inpainting blends with
     this step's noise draw.
     ``disable`` turns off the console progress bar, as in k-diffusion's samplers; ``node``
-    names the node in errors.
+    names the node in errors. ``report(lines)``, if given, gets what the user should read on the
+    node before the steps run: a schedule/model family mismatch and `swd_core.describe_run`.
     """
     extra_args = {} if extra_args is None else extra_args
     guider = model.inner_model
@@ -150,6 +152,8 @@ def sample_swd(model, x, sigmas, extra_args=None, callback=None, disable=None, *
         raise swd_core.SwDError(f"{node}: the model's patch_size is {patch!r}, not one square patch side "
                                 f"(a video model?); SwD samples image models")
     sizes = swd_core.latent_sizes(scales, x.shape[-2], x.shape[-1], patch)
+    if report is not None:
+        report([f"{feedback.WARNING}{mismatch}"] * bool(mismatch) + [swd_core.describe_run(sizes)])
 
     seed = extra_args.get("seed") or 0
     regions = regional.PerScale(model, extra_args, x.shape, node)  # masks, areas, inpainting per scale
@@ -181,11 +185,13 @@ def sample_swd(model, x, sigmas, extra_args=None, callback=None, disable=None, *
 
 
 def swd_ksampler(schedule: swd_core.Schedule, upscale_method: str, node: str = NODE_SAMPLER_SAMPLER,
-                 noise_input: bool = True) -> comfy.samplers.KSAMPLER:
+                 noise_input: bool = True, report=None) -> comfy.samplers.KSAMPLER:
+    """The KSAMPLER running `sample_swd`; ``report``: see there."""
     if upscale_method not in swd_core.UPSCALE_METHODS:
         raise swd_core.SwDError(f"unknown upscale_method {upscale_method!r}; use one of {swd_core.UPSCALE_METHODS}")
     return comfy.samplers.KSAMPLER(sample_swd, extra_options={"schedule": schedule, "upscale_method": upscale_method,
-                                                              "node": node, "noise_input": noise_input})
+                                                              "node": node, "noise_input": noise_input,
+                                                              "report": report})
 
 
 def _upscale_input():
@@ -270,25 +276,20 @@ class SwDSampler(io.ComfyNode):
         # KSAMPLER wants is only a shape, so no noise is drawn for it (batch_index: see README).
         placeholder = torch.zeros_like(latent["samples"])
         callback = latent_preview.prepare_callback(model, len(sigmas) - 1)
-        sampler = swd_ksampler(schedule, upscale_method, node=NODE_SAMPLER, noise_input=False)
+        lines: list[str] = []
+        sampler = swd_ksampler(schedule, upscale_method, node=NODE_SAMPLER, noise_input=False, report=lines.extend)
         samples = guider.sample(placeholder, latent["samples"], sampler, sigmas, callback=callback,
                                 denoise_mask=latent.get("noise_mask"),
                                 disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
         latent["samples"] = samples.to(comfy.model_management.intermediate_device())
-        lines = []
-        mismatch = families.family_mismatch_message(schedule.family, family)
-        if mismatch:
-            lines.append(f"Warning: {mismatch}")
         if family.distilled_guidance is not None:  # FLUX: the guidance is in the conditioning, not cfg
             ran, warning = families.guidance_report(family, [c[1].get("guidance") for c in positive],
                                                     schedule.family)
-            lines += [f"Warning: {warning}"] if warning else []
+            lines += [f"{feedback.WARNING}{warning}"] if warning else []
             lines.append(f"Ran with {ran}.")
             if warning:
                 log.warning("%s: %s", NODE_SAMPLER, warning)
-        if lines:
-            return io.NodeOutput(latent, ui=ui.PreviewText("\n".join(lines)))
-        return io.NodeOutput(latent)
+        return io.NodeOutput(latent, ui=feedback.text_output(lines))
 
 
 class SamplerSwD(io.ComfyNode):
@@ -307,8 +308,11 @@ class SamplerSwD(io.ComfyNode):
             ),
             inputs=[_schedule_input(), _upscale_input()],
             outputs=[io.Sampler.Output()],
+            hidden=[io.Hidden.unique_id],  # where the sampler's messages go (feedback.send)
         )
 
     @classmethod
     def execute(cls, schedule, upscale_method) -> io.NodeOutput:
-        return io.NodeOutput(swd_ksampler(schedule, upscale_method))
+        node_id = cls.hidden.unique_id if cls.hidden is not None else None
+        return io.NodeOutput(swd_ksampler(schedule, upscale_method,
+                                          report=functools.partial(feedback.send, node_id)))

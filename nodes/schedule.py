@@ -1,4 +1,6 @@
 """SwDSchedule: a published or custom SwD schedule, as SWD_SCHEDULE and stock SIGMAS."""
+import contextvars
+
 import torch
 
 import comfy.model_sampling
@@ -49,22 +51,44 @@ class SwDSchedule(io.ComfyNode):
                                  tooltip="The schedule's sigmas, for stock sampling nodes (an SDXL preset's "
                                          "DDPM times as SDXL's ComfyUI sigmas)."),
             ],
+            hidden=[io.Hidden.unique_id],  # validate_inputs finds preset and scales by it
         )
 
     @classmethod
-    def validate_inputs(cls, preset, scales, sigmas):
-        if preset is None or (preset == swd_core.CUSTOM and (scales is None or sigmas is None)):
-            return True  # linked inputs are known only when the node runs, which checks them
+    def validate_inputs(cls, sigmas):
+        """A bad custom schedule, reported once, under ``sigmas``.
+
+        ComfyUI (0.3.75 and 0.33) repeats a ``validate_inputs`` failure once per argument of
+        this method, so it takes one. ``preset`` and ``scales`` come from the prompt being
+        queued (`remember_prompt`, run by POST /prompt before it validates); where no prompt is
+        known the node checks the schedule when it runs.
+        """
+        node_id = cls.hidden.unique_id if cls.hidden is not None else None
+        inputs = (_PROMPT.get() or {}).get(str(node_id), {}).get("inputs", {})
+        preset, scales = inputs.get("preset"), inputs.get("scales")
+        if preset != swd_core.CUSTOM or not isinstance(scales, str) or not isinstance(sigmas, str):
+            return True  # a preset (checked by ComfyUI), linked text (checked when the node runs), or no prompt
         try:
             swd_core.get_schedule(preset, scales, sigmas)
         except swd_core.SwDError as e:
-            return f"SwD Schedule: {e}"
+            return f"SwD Schedule: custom: {e}"
         return True
 
     @classmethod
-    def execute(cls, preset, scales, sigmas) -> io.NodeOutput:
+    def execute(cls, preset, scales, sigmas) -> io.NodeOutput:  # scales/sigmas: read only when custom
         schedule = swd_core.get_schedule(preset, scales, sigmas)
         return io.NodeOutput(schedule, torch.tensor(comfy_sigmas(schedule), dtype=torch.float32))
+
+
+#: The API prompt being queued, for `SwDSchedule.validate_inputs` (task-local: one per POST /prompt).
+_PROMPT: contextvars.ContextVar[dict | None] = contextvars.ContextVar("swd_prompt", default=None)
+
+
+def remember_prompt(json_data):
+    """ComfyUI on_prompt handler: keep the prompt for this request's validation; returns ``json_data``."""
+    prompt = json_data.get("prompt") if isinstance(json_data, dict) else None
+    _PROMPT.set(prompt if isinstance(prompt, dict) else {})
+    return json_data
 
 
 def comfy_sigmas(schedule: swd_core.Schedule) -> list[float]:

@@ -224,3 +224,65 @@ def with_peft_alphas(state_dict: dict[str, torch.Tensor], config) -> dict[str, t
             )
         out[prefix + ".alpha"] = torch.tensor(scale * a.shape[0], dtype=torch.float32)
     return out
+
+
+PEFT_PREFIX = "base_model.model."
+HF = "https://huggingface.co"
+#: The published SwD LoRAs (PEFT folders on Hugging Face) and the model each fits: family, and for
+#: SD3.5 the transformer's width (Large 2432, Medium 1536), read from an attention's lora_A.
+PUBLISHED_LORAS = {
+    "yresearch/swd-large-6-steps": ("SD3.5", 2432),
+    "yresearch/swd-large-4-steps": ("SD3.5", 2432),
+    "yresearch/swd-medium-6-steps": ("SD3.5", 1536),
+    "yresearch/swd-medium-4-steps": ("SD3.5", 1536),
+    "yresearch/swd_flux": ("FLUX", None),
+    "yresearch/swd-sdxl": ("SDXL", None),
+}
+
+
+def is_peft_file(state_dict: dict) -> bool:
+    """Whether the keys are PEFT's own (``base_model.model.…``), as ``save_pretrained`` writes them."""
+    return any(k.startswith(PEFT_PREFIX) for k in state_dict)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower())
+
+
+def _width(modules) -> int | None:
+    for prefix, (a, _) in modules.items():
+        if module_name(prefix).endswith("attn.to_q") and a.ndim == 2:
+            return int(a.shape[1])
+    return None
+
+
+def published_repos(folder: str, modules) -> list[str]:
+    """The Hugging Face repos (`PUBLISHED_LORAS`) a config-less LoRA may come from.
+
+    Args:
+        folder: the name of the folder the file lies in (``swd-large-6-steps``, or a download
+            folder such as ``models--yresearch--swd_flux``).
+        modules: `lora_modules`' result.
+
+    The repo the folder is named after, if one is; else every repo whose model the tensors
+    fit (family by `lora_family`, SD3.5 Large or Medium by the attention width); else none.
+    """
+    slug = _slug(folder)
+    named = [r for r in PUBLISHED_LORAS if _slug(r.split("/")[1]) in slug]
+    if named:
+        return sorted(named, key=lambda r: -len(r))[:1]
+    family, width = lora_family(modules), _width(modules)
+    return [r for r, (f, w) in PUBLISHED_LORAS.items() if f == family and (w is None or w == width)]
+
+
+def missing_config_note(name: str, folder: str, modules) -> str:
+    """What a PEFT LoRA without ``adapter_config.json`` and alpha keys ran at, and how to change it.
+
+    Scale 1 (``lora_alpha = r``) is what upstream's training code gives by default (its
+    ``main.py``: rank 64, ``lora_alpha`` defaults to the rank).
+    """
+    repos = published_repos(folder, modules)
+    source = " or ".join(f"{HF}/{r}" for r in repos) if repos else "the LoRA's download page"
+    return (f"no {ADAPTER_CONFIG} beside {name} and no alpha keys: ran at scale 1 (lora_alpha = r, upstream's "
+            f"default). For the published scale, put {ADAPTER_CONFIG} from {source} in the file's folder "
+            f"(the file named {ADAPTER_WEIGHTS}).")

@@ -119,6 +119,19 @@ CUSTOM = "custom"
 DEFAULT_PRESET = "SD3.5 Large, 6 steps"
 
 
+
+def format_numbers(values: Sequence[float]) -> str:
+    """Values as SwD Schedule's text fields write them: ``"1.0, 0.9454, 0"`` (0 as ``0``, other floats
+    as Python writes them, whole scales without a decimal point)."""
+    return ", ".join("0" if v == 0 else str(v) for v in values)
+
+
+def preset_texts(name: str) -> tuple[str, str]:
+    """``(scales, sigmas)`` text of preset ``name``, as SwD Schedule shows it in its fields (`parse_schedule`
+    reads the same schedule back)."""
+    schedule = PRESETS[name]
+    return format_numbers(schedule.scales), format_numbers(schedule.sigmas)
+
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 
 

@@ -21,6 +21,17 @@ VIEWPORTS = {"test": (2400, 1300), "user": (1920, 960)}
 
 DIALOGS_JS = """() => Array.from(document.querySelectorAll('.p-dialog'))
     .filter(d => d.getClientRects().length > 0).map(d => d.innerText)"""
+LOAD_JS = """async (wf) => {
+    await window.app.loadGraphData(wf);
+    const p = await window.app.graphToPrompt();
+    const nodes = window.app.graph.serialize().nodes;
+    return {
+        output: p.output,
+        widgets: Object.fromEntries(nodes.map(n => [n.id, n.widgets_values ?? []])),
+        types: Object.fromEntries(window.app.graph.nodes.map(n => [n.id, n.type])),
+        errors: window.app.graph.nodes.filter(n => n.has_errors).map(n => n.id),
+    };
+}"""
 
 # After app.loadGraphData the frontend fits the graph into the canvas (the files carry no saved view) and
 # grows nodes to fit their widgets. This reads the result after two drawn frames: the zoom, the frontend's
@@ -110,3 +121,8 @@ def close_dialogs(page) -> None:
 def layout(page, workflow: dict) -> dict:
     """Load ``workflow`` and measure it (see ``LAYOUT_JS``)."""
     return page.evaluate(LAYOUT_JS, workflow)
+
+
+def load(page, workflow: dict) -> dict:
+    """Load ``workflow`` (UI format); its ``graphToPrompt`` output, widget values, node types and errors."""
+    return page.evaluate(LOAD_JS, workflow)

@@ -130,7 +130,10 @@ class Host(ComfyHost):
         Returns ``(executor, messages)``; raises `PromptInvalid` with ComfyUI's validation errors.
         """
         import execution
+        import nodes
 
+        # as POST /prompt: the pack's on_prompt handler sees the prompt before it is validated
+        sys.modules[nodes.NODE_CLASS_MAPPINGS["SwDSchedule"].__module__].remember_prompt({"prompt": prompt})
         valid = asyncio.run(execution.validate_prompt(prompt_id, prompt, None))
         if not valid[0]:
             raise PromptInvalid(valid[1], valid[3])

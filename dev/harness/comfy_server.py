@@ -28,8 +28,16 @@ def gpu_available() -> bool:
     return torch.cuda.is_available()
 
 
+#: Latent previews on, as a user who wants to watch the scales grow runs ComfyUI: `auto` picks TAESD
+#: where its decoder files are in models/vae_approx, else latent2rgb (no download either way).
+PREVIEW_METHOD = "auto"
+
+
 class ComfyServer:
-    """``main.py`` in a subprocess with the stand-in models and this pack (via extra_model_paths.yaml)."""
+    """``main.py`` in a subprocess with the stand-in models and this pack (via extra_model_paths.yaml).
+
+    Latent previews are on (`PREVIEW_METHOD`) unless ``extra_args`` names a ``--preview-method``.
+    """
 
     def __init__(self, workdir: Path, extra_args: list[str] | None = None, extra_paths: Path | None = None,
                  env: dict[str, str] | None = None):
@@ -47,6 +55,8 @@ class ComfyServer:
                "--output-directory", str(self.output_dir), "--input-directory", str(self.input_dir),
                "--temp-directory", str(self.workdir / "temp"), "--user-directory", str(self.workdir / "user"),
                "--database-url", "sqlite:///:memory:", "--disable-auto-launch", *(extra_args or [])]
+        if "--preview-method" not in cmd:
+            cmd += ["--preview-method", PREVIEW_METHOD]
         if not gpu_available():
             cmd.append("--cpu")
         self._log = open(self.log_path, "w")
@@ -142,6 +152,8 @@ class ComfyServer:
                 raw = ws.recv()
                 if not isinstance(raw, str):
                     messages.append({"type": "binary_preview", "data": {"bytes": len(raw)}})
+                    if on_message is not None:
+                        on_message(messages[-1])
                     continue
                 msg = json.loads(raw)
                 data = msg.get("data", {})

@@ -1,0 +1,175 @@
+// SwD (scale-wise distillation) nodes in ComfyUI's frontend.
+//
+// 1. Messages on the node. The pack's nodes send what the user should read as ComfyUI's
+//    PreviewText output ({text: ["line\nline"]}) in their `executed` event (re-sent from the
+//    cache on a re-run), and SwD Sampler (SAMPLER), which speaks while SamplerCustom runs it,
+//    as the `swd.messages` event with its node id (nodes/feedback.py). Both land in one
+//    read-only box under the node's widgets, as plain text (textContent, never HTML: the lines
+//    carry file and folder names); lines starting "Warning:" get the warning colour and a sign.
+//    The box stays until the node next reports (it is not saved with the workflow); it is
+//    there, empty and invisible, from the node's creation on.
+// 2. SwD Schedule shows the schedule that runs: under a preset, the scales and sigmas fields
+//    hold that preset's values (GET /swd/presets), labelled "scales (preset)"; editing one
+//    switches the preset to "custom", which runs what the fields say. The server reads the
+//    fields only for "custom", so a saved workflow whose fields hold other text runs exactly
+//    as before (only its fields now show the preset's values).
+import { app } from "../../scripts/app.js";
+import { api } from "../../scripts/api.js";
+
+const PACK_NODES = new Set(["SwDLoraLoader", "SwDSampler", "SamplerSwD", "SwDSchedule"]);
+const BOX = "swd_messages";
+const WARNING = "Warning:";
+const CUSTOM = "custom";
+let presets = {};
+
+function messageBox(node) {
+    const found = node.widgets?.find((w) => w.name === BOX);
+    if (found) return found;
+    const box = document.createElement("div");
+    box.className = "swd-messages";
+    Object.assign(box.style, {
+        font: "12px monospace", lineHeight: "1.35", whiteSpace: "pre-wrap", overflowWrap: "anywhere",
+        overflowY: "auto", padding: "4px 6px", boxSizing: "border-box", borderRadius: "6px",
+        background: "var(--comfy-input-bg, #222)", color: "var(--input-text, #ddd)", userSelect: "text",
+    });
+    let text = "";
+    const widget = node.addDOMWidget(BOX, "swd_messages", box, {
+        serialize: false,
+        hideOnZoom: false,
+        getValue: () => text,
+        setValue: (value) => {
+            text = Array.isArray(value) ? value.join("\n") : String(value ?? "");
+            render(box, text);
+        },
+        getMinHeight: () => (text ? boxHeight(text, node.size[0]) : 0),
+        getMaxHeight: () => (text ? boxHeight(text, node.size[0]) : 0),
+    });
+    widget.serialize = false;
+    return widget;
+}
+
+// The box's height for `text` in a node `width` wide: its lines wrapped at the monospace width.
+function boxHeight(text, width) {
+    const perLine = Math.max(16, Math.floor((width - 40) / 7.6));
+    const rows = text.split("\n").filter((l) => l.trim())
+        .reduce((n, line) => n + Math.ceil((line.length + 2) / perLine), 0);
+    return Math.min(18 + 16.5 * (rows + 0.5), 340);
+}
+
+function render(box, text) {
+    box.replaceChildren();
+    box.style.padding = text ? "4px 6px" : "0";
+    box.style.visibility = text ? "visible" : "hidden";
+    for (const line of text.split("\n")) {
+        if (!line.trim()) continue;
+        const row = document.createElement("div");
+        const warning = line.startsWith(WARNING);
+        row.className = warning ? "swd-warning" : "swd-info";
+        row.textContent = warning ? `\u26a0 ${line}` : line; // text only: names are user-controlled
+        if (warning) Object.assign(row.style, { color: "#ffb74d", fontWeight: "bold" });
+        box.appendChild(row);
+    }
+}
+
+function showMessages(node, text) {
+    if (!node || text == null) return;
+    const widget = messageBox(node);
+    widget.element.dataset.swdMessages = String(node.id); // its id once it is in the graph: tests find the box by it
+    widget.value = Array.isArray(text) ? text.join("\n") : String(text);
+    const [w, h] = node.computeSize();
+    node.setSize([Math.max(node.size[0], w, 360), Math.max(node.size[1], h)]);
+    node.setDirtyCanvas?.(true, true);
+    app.graph?.setDirtyCanvas?.(true, true);
+}
+
+function nodeById(id) {
+    const graph = app.canvas?.graph ?? app.graph;
+    return graph?.getNodeById(id) ?? app.graph?.getNodeById(id);
+}
+
+function syncSchedule(node) {
+    const widget = (name) => node.widgets?.find((w) => w.name === name);
+    const preset = widget("preset")?.value;
+    const values = presets[preset];
+    for (const name of ["scales", "sigmas"]) {
+        const w = widget(name);
+        if (!w) continue;
+        if (values) w.value = values[name];
+        // the label only (the input's name, which saved workflows use, stays): "scales (preset)"
+        w.label = preset === CUSTOM ? undefined : `${name} (preset)`;
+    }
+    node.setDirtyCanvas?.(true, true);
+}
+
+// Editing a field under a preset makes the schedule custom: what the fields say is what runs.
+function onFieldEdited(node) {
+    const preset = node.widgets?.find((w) => w.name === "preset");
+    if (!preset || preset.value === CUSTOM) return;
+    preset.value = CUSTOM;
+    syncSchedule(node);
+}
+
+app.registerExtension({
+    name: "swd.scalewise",
+    async init() {
+        try {
+            const response = await api.fetchApi("/swd/presets");
+            if (response.ok) presets = await response.json();
+        } catch (e) {
+            console.warn("[swd] no preset table", e);
+        }
+        api.addEventListener("swd.messages", ({ detail }) => showMessages(nodeById(detail.node), detail.text));
+    },
+    async beforeRegisterNodeDef(nodeType, nodeData) {
+        if (!PACK_NODES.has(nodeData.name)) return;
+        if (nodeData.name !== "SwDSchedule") {
+            // the (empty, invisible) box exists from the start: Vue nodes render the widgets a node
+            // has when they mount it; the box is the last widget, so saved widget values keep their places
+            const created = nodeType.prototype.onNodeCreated;
+            nodeType.prototype.onNodeCreated = function () {
+                const r = created?.apply(this, arguments);
+                messageBox(this);
+                return r;
+            };
+        }
+        const onExecuted = nodeType.prototype.onExecuted;
+        nodeType.prototype.onExecuted = function (output) {
+            onExecuted?.apply(this, arguments);
+            if (output?.text) showMessages(this, output.text);
+        };
+        if (nodeData.name !== "SwDSchedule") return;
+        const onNodeCreated = nodeType.prototype.onNodeCreated;
+        nodeType.prototype.onNodeCreated = function () {
+            const r = onNodeCreated?.apply(this, arguments);
+            const preset = this.widgets?.find((w) => w.name === "preset");
+            if (preset) {
+                const callback = preset.callback;
+                const node = this;
+                preset.callback = function () {
+                    const result = callback?.apply(this, arguments);
+                    syncSchedule(node);
+                    return result;
+                };
+            }
+            for (const name of ["scales", "sigmas"]) {
+                const field = this.widgets?.find((w) => w.name === name);
+                if (!field) continue;
+                const callback = field.callback;
+                const node = this;
+                field.callback = function () {
+                    const result = callback?.apply(this, arguments);
+                    onFieldEdited(node);
+                    return result;
+                };
+            }
+            syncSchedule(this);
+            return r;
+        };
+        const onConfigure = nodeType.prototype.onConfigure;
+        nodeType.prototype.onConfigure = function () {
+            const r = onConfigure?.apply(this, arguments);
+            syncSchedule(this);
+            return r;
+        };
+    },
+});
