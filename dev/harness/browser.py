@@ -82,6 +82,19 @@ def overlaps(nodes: list[dict], gap: float = 0.0) -> list[tuple[str, str]]:
     return found
 
 
+RECTS_JS = """() => window.app.graph.nodes.map(n => {
+    const b = n.boundingRect ?? n.getBounding();
+    return {id: n.id, type: n.type, title: n.title, x: b[0], y: b[1], w: b[2], h: b[3]};
+})"""
+
+
+def node_rects(page) -> list[dict]:
+    """Each node's rectangle as drawn now (title bar included), as ``overlaps`` takes them."""
+    page.evaluate("() => window.app.canvas.setDirty(true, true)")
+    page.wait_for_timeout(300)
+    return page.evaluate(RECTS_JS)
+
+
 def frontend_version(page) -> str:
     return page.evaluate("() => window.__COMFYUI_FRONTEND_VERSION__ ?? window.app?.ui?.settings?.version ?? '?'")
 

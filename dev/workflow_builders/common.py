@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from swd_core import preset_texts
+
 from .graph import Graph
 
 HF = "https://huggingface.co"
@@ -17,9 +19,6 @@ SEED = 42
 PROMPT = ("a red fox sitting in a snowy birch forest at golden hour, soft rim light, "
           "detailed fur, shallow depth of field, professional photograph")
 NEGATIVE = ""
-# SwD Schedule's text fields (used only with preset "custom"): the node's defaults
-CUSTOM_SCALES = "32, 48, 64, 80, 96, 128"
-CUSTOM_SIGMAS = "1.0, 0.9454, 0.8959, 0.7904, 0.7371, 0.6022, 0"
 IMAGE = "example.png"  # ComfyUI ships input/example.png: the start image and the ControlNet hint
 
 NOTE_COLOR = ("#432", "#653")
@@ -33,7 +32,10 @@ COL_A, COL_B, COL_C, COL_D = 0, 480, 940, 1320
 WIDTH_A, WIDTH_B, WIDTH_C, WIDTH_D = 440, 420, 340, 420
 #: SwD Sampler's height once a run has drawn its latent preview in it (with previews on): what goes under the
 #: sampler starts this low
-SAMPLER_ROOM = 520
+SAMPLER_ROOM = 600
+#: the room a run's message box takes under the widgets of SwD LoRA Loader and SwD Sampler (SAMPLER) (web/swd.js
+#: grows the node to fit it): what goes under them starts this much lower
+MESSAGE_ROOM = 100
 POSITIVE_COLOR = ("#232", "#353")
 NEGATIVE_COLOR = ("#322", "#533")
 
@@ -86,7 +88,7 @@ class Family:
 
     ``loaders(g)`` adds the family's model loaders in the left column and returns the
     ``(model, clip, vae)`` sockets; ``lora_y`` is where SwD LoRA Loader goes under them (SwD Schedule
-    130 below). ``guidance`` (FLUX's embedded guidance) puts a FluxGuidance node between the positive
+    130 + ``MESSAGE_ROOM`` below). ``guidance`` (FLUX's embedded guidance) puts a FluxGuidance node between the positive
     prompt and the sampler. ``latent`` is the empty latent's ``(type, title)``.
     """
 
@@ -109,8 +111,8 @@ def build_txt2img(name: str, family: Family, conditioning=None) -> Graph:
     lora_name, lora_url = family.lora
     swd_lora = g.node("SwDLoraLoader", "SwD LoRA Loader", (COL_A, family.lora_y), (WIDTH_A, 82), [lora_name, 1.0],
                       models=[(lora_name, lora_url, "loras")])
-    schedule = g.node("SwDSchedule", "SwD Schedule", (COL_A, family.lora_y + 130), (WIDTH_A, 130),
-                      [family.preset, CUSTOM_SCALES, CUSTOM_SIGMAS])
+    schedule = g.node("SwDSchedule", "SwD Schedule", (COL_A, family.lora_y + 130 + MESSAGE_ROOM), (WIDTH_A, 130),
+                      [family.preset, *preset_texts(family.preset)])  # the fields show the preset (web/swd.js)
     pos = g.node("CLIPTextEncode", "Positive Prompt", (COL_B, 0), (WIDTH_B, 200), [PROMPT], color=POSITIVE_COLOR)
     y = 250
     positive = (pos, "CONDITIONING")

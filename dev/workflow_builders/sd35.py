@@ -8,6 +8,7 @@ from .common import (
     COL_C,
     HF,
     IMAGE,
+    MESSAGE_ROOM,
     NOTE_COLOR,
     NOTE_SIZE,
     NOTE_X,
@@ -164,7 +165,7 @@ def build_custom_advanced(name: str) -> Graph:
     noise = g.node("RandomNoise", "RandomNoise", (COL_C, 0), (WIDTH_C, 82), [SEED, "fixed"])
     guider = g.node("CFGGuider", "CFG Guider", (COL_C, 130), (WIDTH_C, 98), [1.0])
     swd = g.node("SamplerSwD", "SwD Sampler (SAMPLER)", (COL_C, 280), (WIDTH_C, 58), ["bicubic"])
-    sca = g.node("SamplerCustomAdvanced", "SamplerCustomAdvanced", (COL_C, 390), (WIDTH_C, 106))
+    sca = g.node("SamplerCustomAdvanced", "SamplerCustomAdvanced", (COL_C, 390 + MESSAGE_ROOM), (WIDTH_C, 106))
     g.link(noise, "NOISE", sca, "noise")
     g.link(nodes["SwDLoraLoader"], "MODEL", guider, "model")
     pos, neg = prompts(g)
@@ -224,7 +225,7 @@ def build_merge_lora(name: str) -> Graph:
         "merged in at PEFT's scale, the text encoders and the VAE. Move it into `ComfyUI/models/checkpoints/` and "
         "load it with **Load Checkpoint**, without the LoRA loader: SwD Sampler then gives the same latent as "
         "checkpoint + SwD LoRA Loader. To keep only the diffusion model (for GGUF or fp8 conversion), use "
-        "**Save Model** (`ModelSave`) instead; see the README's *Use with... a merged checkpoint*.\n")
+        "**Save Model** (`ModelSave`) instead; see docs/use-with.md, *...a merged checkpoint*.\n")
     g.node("MarkdownNote", "About", (NOTE_X, 0), (NOTE_SIZE[0], 640), [text], color=NOTE_COLOR)
     loader, clip = add_loaders(g, "large")
     swd_lora = g.node("SwDLoraLoader", "SwD LoRA Loader", (COL_A, 330), (WIDTH_A, 82), [lora_name, 1.0],

@@ -3,8 +3,8 @@ driven by Playwright, on the frontend the test server serves.
 
 * each shipped workflow loads without a missing-node or error dialog, the frontend's
   ``app.graphToPrompt()`` gives exactly its API file, and re-serialising the graph gives
-  back the file's widget values (so the files' widget order is the frontend's), except that
-  SwD Schedule's scales/sigmas fields show the selected preset's values (web/swd.js; `shown_api`);
+  back the file's widget values (so the files' widget order is the frontend's; SwD Schedule's
+  fields hold the preset's own values, which web/swd.js shows, so it changes nothing);
 * the model files a workflow names are announced in the frontend's "missing models" dialog
   with their download links (they are missing here), and are gone once the stand-ins are in;
 * one workflow is queued from the browser and its image appears on the SaveImage node;
@@ -24,14 +24,12 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import sync_playwright
 
-import swd_core
 from harness import standin_workflow
-from harness.browser import CHROMIUM, CHROMIUM_ARGS, close_dialogs, dialogs, load
+from harness.browser import CHROMIUM, CHROMIUM_ARGS, close_dialogs, dialogs, load, node_rects, overlaps
 from harness.paths import ARTIFACTS
 from harness.shipped_workflows import NAMES, api, ui
 
 QUEUED = "swd-sd3.5-large-6-steps-sampler-custom-advanced"
-SCHEDULE = "SwDSchedule"
 SIZE = 256  # the queued run's size (the full-size run is in test_workflows.py)
 
 
@@ -56,24 +54,6 @@ def page(server):
             browser.close()
 
 
-def shown_api(prompt: dict) -> dict:
-    """``prompt`` (API format) as the page sends it: web/swd.js shows a preset's own values in SwD
-    Schedule's scales/sigmas fields (the server reads them only for 'custom')."""
-    out = json.loads(json.dumps(prompt))
-    for node in out.values():
-        if node["class_type"] == SCHEDULE and node["inputs"]["preset"] != swd_core.CUSTOM:
-            node["inputs"]["scales"], node["inputs"]["sigmas"] = swd_core.preset_texts(node["inputs"]["preset"])
-    return out
-
-
-def shown_widgets(node: dict) -> list:
-    """A UI node's widget values as the page shows them (see `shown_api`)."""
-    values = list(node["widgets_values"])
-    if node["type"] == SCHEDULE and values[0] != swd_core.CUSTOM:
-        values[1:3] = swd_core.preset_texts(values[0])
-    return values
-
-
 def wait_dialogs(pg, expect_some: bool, timeout=10.0) -> list[str]:
     """The open dialogs: once one shows (``expect_some``), else after the frontend had time to show one."""
     if not expect_some:
@@ -91,11 +71,11 @@ def test_frontend_loads_the_workflow_and_gives_its_api_file(server, page, name):
     shipped = ui(name)
     # as shipped: the frontend's own conversion equals the API file
     loaded = load(page, shipped)
-    assert loaded["output"] == shown_api(api(name))
+    assert loaded["output"] == api(name)
     assert loaded["errors"] == []
     for node in shipped["nodes"]:
         assert loaded["types"][str(node["id"])] == node["type"]
-        assert loaded["widgets"][str(node["id"])] == shown_widgets(node), f"node {node['id']} ({node['type']})"
+        assert loaded["widgets"][str(node["id"])] == node["widgets_values"], f"node {node['id']} ({node['type']})"
     # its model files are missing here: the frontend lists them with their download links
     have = standin_workflow.available_models(info)
     models = [m for n in shipped["nodes"] for m in n["properties"].get("models", [])]
@@ -113,7 +93,7 @@ def test_frontend_loads_the_workflow_and_gives_its_api_file(server, page, name):
     loaded = load(page, standin_workflow.use_standins_ui(shipped, info))
     assert wait_dialogs(page, expect_some=False) == []
     assert loaded["errors"] == []
-    assert loaded["output"] == shown_api(standin_workflow.use_standins(api(name), info))
+    assert loaded["output"] == standin_workflow.use_standins(api(name), info)
     assert page.page_errors == []
 
 
@@ -141,6 +121,8 @@ def test_frontend_queues_the_workflow_and_shows_the_image(server, page):
     page.wait_for_function(shown, timeout=300_000)
     page.wait_for_timeout(500)
     page.screenshot(path=str(ARTIFACTS / f"browser-{QUEUED}.png"))
+    # the message boxes and the preview the run added (nodes grow to fit them) overlap no other node
+    assert overlaps(node_rects(page)) == []
     src, width, height = page.evaluate(
         f"(() => {{ const i = app.graph.getNodeById({save_id}).imgs[0]; "
         f"return [i.src, i.naturalWidth, i.naturalHeight]; }})()")
@@ -148,7 +130,7 @@ def test_frontend_queues_the_workflow_and_shows_the_image(server, page):
     # the server ran what the browser sent: the API file with stand-ins, size and seed changed
     history = server.history(prompt_id)
     assert history["status"]["status_str"] == "success"
-    expected = shown_api(standin_workflow.use_standins(api(QUEUED), info))
+    expected = standin_workflow.use_standins(api(QUEUED), info)
     for node in expected.values():
         if node["class_type"] == "EmptySD3LatentImage":
             node["inputs"].update(width=SIZE, height=SIZE)
@@ -197,6 +179,6 @@ def test_frontend_template_browser_offers_the_workflows(server, page):
     types = sorted(n["type"] for n in ui(name)["nodes"])
     same = "(t) => JSON.stringify(window.app.graph.nodes.map(n => n.type).sort()) === JSON.stringify(t)"
     page.wait_for_function(same, arg=types, timeout=30_000)
-    assert page.evaluate("async () => (await window.app.graphToPrompt()).output") == shown_api(api(name))
+    assert page.evaluate("async () => (await window.app.graphToPrompt()).output") == api(name)
     close_dialogs(page)  # the missing-models dialog (the real files are not here)
     assert page.page_errors == []
