@@ -31,11 +31,6 @@ def load_checker():
     return module
 
 
-def host_version() -> str:
-    text = (paths.COMFYUI / "comfyui_version.py").read_text(encoding="utf-8")
-    return re.search(r"__version__\s*=\s*['\"]([^'\"]+)", text).group(1)
-
-
 def where(checker, entry: dict) -> str:
     """FILE:LINE (relative to the ComfyUI root) of what the entry names, or of the function it reads."""
     name = entry.get("in") or entry.get("assigned_in") or entry["name"]
@@ -90,12 +85,12 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     Host()  # ComfyUI set up as the tests set it up (the pack loaded), before any symbol is imported
     checker = load_checker()
-    key = "v" + host_version().replace(".", "_") + "_run"
+    key = "v" + paths.comfyui_version().replace(".", "_") + "_run"
     values = column(checker)
     old = checker.DATA.read_text(encoding="utf-8")
     new = rewrite(old, key, values)
     failing = sum(v.startswith("FAILS") for v in values.values())
-    print(f"ComfyUI {host_version()}: {len(values) - failing} of {len(values)} symbols pass (column {key})")
+    print(f"ComfyUI {paths.comfyui_version()}: {len(values) - failing} of {len(values)} symbols pass (column {key})")
     if args.check:
         if new != old:
             print(f"{checker.DATA.name}: column {key} is not what this run gives; run without --check")
