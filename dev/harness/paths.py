@@ -55,3 +55,16 @@ SDXL_LORA = f"{SDXL_LORA_DIR}/adapter_model.safetensors"
 SDXL_DIFFUSION_MODEL = "swd-standin-sdxl-unet.safetensors"  # in diffusion_models/
 SDXL_CLIP_G = "swd-standin-clip_g.safetensors"  # in text_encoders/
 SDXL_VAE = "swd-standin-sdxl-vae.safetensors"  # in vae/
+
+
+def comfyui_version(comfyui: Path | None = None) -> str:
+    """The version of a ComfyUI checkout (its ``comfyui_version.py``), e.g. ``"0.33.0"``."""
+    import re
+
+    text = (Path(comfyui or COMFYUI) / "comfyui_version.py").read_text(encoding="utf-8")
+    return re.search(r"__version__\s*=\s*['\"]([^'\"]+)", text).group(1)
+
+
+def comfyui_version_info(comfyui: Path | None = None) -> tuple[int, ...]:
+    """`comfyui_version` as numbers, e.g. ``(0, 33, 0)``, for comparisons in tests."""
+    return tuple(int(x) for x in comfyui_version(comfyui).split(".")[:3] if x.isdigit())

@@ -73,13 +73,33 @@ def test_swd_lora_on_fp8_files_stays_close_to_full_precision(host, tmp_path):
             "fp8 scaled checkpoint": latent_of(host, graph(ckpt_loader), "fp8-scaled"),
             "UNETLoader fp8_e4m3fn": latent_of(host, graph(unet("fp8_e4m3fn")), "fp8-e4m3fn"),
         }
-        # the scaled checkpoint really is loaded as fp8 with its scales
+        # the scaled checkpoint really runs on its fp8 bytes times their scale
         model = host.node("CheckpointLoaderSimple")().load_checkpoint("standin_fp8_scaled.safetensors")[0]
-        linear = model.model.diffusion_model.joint_blocks[0].x_block.attn.qkv
-        assert linear.weight.dtype == torch.float8_e4m3fn and linear.scale_weight.numel() == 1
+        check_computes_with_scaled_fp8(model.model.diffusion_model.joint_blocks[0].x_block.attn.qkv,
+                                       scaled, "model.diffusion_model.joint_blocks.0.x_block.attn.qkv")
     finally:
         host.folder_paths.folder_names_and_paths["checkpoints"][0].remove(str(tmp_path / "checkpoints"))
     check_against_full_precision(results, full, no_lora)
+
+
+def check_computes_with_scaled_fp8(linear, scaled: dict, key: str) -> None:
+    """``linear`` (a layer of the loaded scaled-fp8 checkpoint ``scaled``) computes with the file's fp8
+    bytes times their ``scale_weight``: its output matches ``F.linear`` on that dequantised weight, and
+    not on the bytes unscaled. Checked on the layer's output, not on how the host holds the weight
+    (0.3.75: an fp8 ``weight`` + ``scale_weight``; 0.33: comfy-kitchen's ``QuantizedTensor``)."""
+    stored, scale = scaled[f"{key}.weight"], scaled[f"{key}.scale_weight"]
+    assert stored.dtype == torch.float8_e4m3fn and scale.numel() == 1 and scale.item() != 1.0
+    bias = scaled[f"{key}.bias"].float()
+    x = torch.randn(2, stored.shape[1], generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        y = linear(x).float()
+    expected = torch.nn.functional.linear(x, stored.float() * scale.float(), bias)
+    unscaled = torch.nn.functional.linear(x, stored.float(), bias)
+    err = (y - expected).abs().max().item()
+    print(f"\nscaled fp8 layer vs its dequantised file weight: max {err:.2e} (output scale "
+          f"{expected.abs().max().item():.3f})")
+    assert err <= 1e-2 * expected.abs().max().item()
+    assert (y - unscaled).abs().max().item() > 10 * err
 
 
 def check_against_full_precision(results: dict, full, no_lora) -> None:

@@ -1,8 +1,10 @@
 """Model families: SwD runs on the families of swd_core.families and refuses other models by name.
 
-The refused and the FLUX models are built small through ComfyUI's own model classes with an
-explicit configuration (`comfy.supported_models.<Config>(unet_config).get_model({})`): the
-model type is what matters here, not the weights.
+The refused SD models are built small through ComfyUI's own model classes with an explicit
+configuration (`comfy.supported_models.<Config>(unet_config).get_model({})`): the model type is what
+matters here, not the weights. The FLUX model is the small FLUX stand-in (`harness.standins.flux`),
+built as a file is loaded: its weights in the published layout, its configuration from ComfyUI's own
+detection (which supplies what each ComfyUI version needs, e.g. `txt_ids_dims` since 0.8).
 """
 import re
 
@@ -17,11 +19,6 @@ UNET = {  # a two-level SD UNet, about 1M parameters
     "transformer_depth_middle": 1, "use_spatial_transformer": True, "legacy": False, "use_linear_in_transformer": False,
     "context_dim": 64, "num_heads": -1, "num_head_channels": 32, "adm_in_channels": None, "dtype": torch.float32,
 }
-FLUX = {  # FLUX's architecture at hidden size 64, one double and one single block
-    "image_model": "flux", "in_channels": 16, "out_channels": 16, "patch_size": 2, "vec_in_dim": 32,
-    "context_in_dim": 64, "hidden_size": 64, "mlp_ratio": 2.0, "num_heads": 2, "depth": 1, "depth_single_blocks": 1,
-    "axes_dim": [8, 12, 12], "theta": 10000, "qkv_bias": True, "guidance_embed": True,
-}
 
 
 def build(kind):
@@ -29,9 +26,12 @@ def build(kind):
     import comfy.model_patcher
     import comfy.supported_models
 
-    config = {"SD15": (comfy.supported_models.SD15, UNET),
-              "SDXL": (comfy.supported_models.SDXL, {**UNET, "adm_in_channels": 2816, "num_classes": "sequential"}),
-              "FLUX": (comfy.supported_models.Flux, FLUX)}[kind]
+    if kind == "FLUX":  # hidden size 64, text context 64, pooled 32 (flux.SMALL_CONFIG)
+        from harness.standins import flux
+
+        return flux.comfy_model(flux.build_transformer())
+    sdxl = {**UNET, "adm_in_channels": 2816, "num_classes": "sequential"}
+    config = {"SD15": (comfy.supported_models.SD15, UNET), "SDXL": (comfy.supported_models.SDXL, sdxl)}[kind]
     model = config[0](dict(config[1])).get_model({})
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():  # ComfyUI's layers skip weight init (weights come from a file): set random ones

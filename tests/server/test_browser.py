@@ -5,8 +5,9 @@ driven by Playwright, on the frontend the test server serves.
   ``app.graphToPrompt()`` gives exactly its API file, and re-serialising the graph gives
   back the file's widget values (so the files' widget order is the frontend's; SwD Schedule's
   fields hold the preset's own values, which web/swd.js shows, so it changes nothing);
-* the model files a workflow names are announced in the frontend's "missing models" dialog
-  with their download links (they are missing here), and are gone once the stand-ins are in;
+* the model files a workflow names are announced as missing (they are missing here): frontend 1.32.9
+  (ComfyUI 0.3.75) in its "missing models" dialog with their download links, 1.49.6 (ComfyUI 0.33.0)
+  as errors on the nodes that name them and in its errors panel; none once the stand-ins are in;
 * one workflow is queued from the browser and its image appears on the SaveImage node;
   a screenshot is kept in test-artifacts/;
 * a workflow with an unknown node type does raise the missing-node dialog, so the checks
@@ -24,9 +25,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import sync_playwright
 
-from harness import standin_workflow
+from harness import standin_workflow, workflow_api
 from harness.browser import CHROMIUM, CHROMIUM_ARGS, close_dialogs, dialogs, load, node_rects, overlaps
-from harness.paths import ARTIFACTS
+from harness.paths import ARTIFACTS, comfyui_version_info
 from harness.shipped_workflows import NAMES, api, ui
 
 QUEUED = "swd-sd3.5-large-6-steps-sampler-custom-advanced"
@@ -65,6 +66,41 @@ def wait_dialogs(pg, expect_some: bool, timeout=10.0) -> list[str]:
     return dialogs(pg)
 
 
+def frontend_version(pg) -> tuple[int, ...]:
+    return tuple(int(x) for x in pg.evaluate("window.__COMFYUI_FRONTEND_VERSION__").split(".")[:3])
+
+
+def missing_models_are_node_errors(pg) -> bool:
+    """How the frontend tells the user about a workflow's missing model files: 1.32.9 (ComfyUI 0.3.75)
+    opens a "Missing Models" dialog with download links; 1.49.6 (ComfyUI 0.33.0) marks the nodes that
+    name them as errors and lists the files in its errors panel ("Missing Models", a Download button each)."""
+    return frontend_version(pg) >= (1, 49)
+
+
+def unlisted_files(workflow: dict, info: dict) -> set[str]:
+    """Ids of the nodes with a file widget (a combo) whose value the server does not offer (1.49.6 marks them)."""
+    out = set()
+    for node in workflow["nodes"]:
+        if node["type"] not in info:
+            continue
+        for slot, value in zip(workflow_api.widget_layout(info[node["type"]]), node["widgets_values"]):
+            if slot["type"] == "COMBO" and isinstance(value, str) and value.endswith((".safetensors", ".png")) \
+                    and value not in (slot["choices"] or []):
+                out.add(str(node["id"]))
+    return out
+
+
+def errors_panel(pg, section: str) -> str:
+    """The text of the errors panel (1.49: opened from the "N errors found" toast's "View details") once
+    it shows ``section`` ("Missing Models", "Missing Node Packs")."""
+    pg.get_by_text("View details", exact=True).first.click()
+    pg.get_by_text(section, exact=True).first.wait_for(timeout=15_000)
+    return pg.evaluate("""(section) => Array.from(document.querySelectorAll('div'))
+        .filter(d => d.getClientRects().length > 0 && /Errors? detected/.test(d.innerText)
+                     && d.innerText.includes(section))
+        .map(d => d.innerText).sort((a, b) => a.length - b.length)[0]""", section)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_frontend_loads_the_workflow_and_gives_its_api_file(server, page, name):
     info = server.object_info()
@@ -72,27 +108,45 @@ def test_frontend_loads_the_workflow_and_gives_its_api_file(server, page, name):
     # as shipped: the frontend's own conversion equals the API file
     loaded = load(page, shipped)
     assert loaded["output"] == api(name)
-    assert loaded["errors"] == []
     for node in shipped["nodes"]:
         assert loaded["types"][str(node["id"])] == node["type"]
         assert loaded["widgets"][str(node["id"])] == node["widgets_values"], f"node {node['id']} ({node['type']})"
-    # its model files are missing here: the frontend lists them with their download links
+    # its model files are missing here: the frontend lists them (see missing_models_are_node_errors)
     have = standin_workflow.available_models(info)
     models = [m for n in shipped["nodes"] for m in n["properties"].get("models", [])]
     missing = [m["name"] for m in models if m["name"] not in have[m["directory"]]]
-    shown = wait_dialogs(page, expect_some=bool(missing))
-    text = "\n".join(shown)
-    assert "missing nodes" not in text.lower()
-    if missing:
-        assert "Missing Models" in text and all(f"{m['directory']} / {m['name']}" in text
-                                                for m in models if m["name"] in missing), text
+    naming_missing = {str(n["id"]) for n in shipped["nodes"]
+                      if any(m["name"] in missing for m in n["properties"].get("models", []))}
+    if missing_models_are_node_errors(page):
+        # the nodes naming a missing model, and any other file the server does not list (the input image)
+        assert set(map(str, loaded["errors"])) == naming_missing | unlisted_files(shipped, info)
+        assert wait_dialogs(page, expect_some=False) == []
+        if missing:
+            text = errors_panel(page, "Missing Models")
+            page.screenshot(path=str(ARTIFACTS / f"browser-missing-models-{name}.png"))
+            assert "Missing Models" in text and "missing nodes" not in text.lower(), text
+            assert all(f"{m['name']}\n{m['directory']}" in text for m in models if m["name"] in missing), text
     else:
-        assert shown == []
-    close_dialogs(page)
+        assert loaded["errors"] == []
+        shown = wait_dialogs(page, expect_some=bool(missing))
+        text = "\n".join(shown)
+        assert "missing nodes" not in text.lower()
+        if missing:
+            assert "Missing Models" in text and all(f"{m['directory']} / {m['name']}" in text
+                                                    for m in models if m["name"] in missing), text
+        else:
+            assert shown == []
+        close_dialogs(page)
     # with the stand-ins swapped in: no dialog at all, and the prompt is use_standins(API file)
-    loaded = load(page, standin_workflow.use_standins_ui(shipped, info))
+    standins = standin_workflow.use_standins_ui(shipped, info)
+    loaded = load(page, standins)
     assert wait_dialogs(page, expect_some=False) == []
-    assert loaded["errors"] == []
+    if missing_models_are_node_errors(page):  # 1.49.6 also marks a LoadImage whose image is not uploaded here
+        unlisted = unlisted_files(standins, info)
+        assert {n["type"] for n in standins["nodes"] if str(n["id"]) in unlisted} <= {"LoadImage"}
+        assert set(map(str, loaded["errors"])) == unlisted
+    else:
+        assert loaded["errors"] == []
     assert loaded["output"] == standin_workflow.use_standins(api(name), info)
     assert page.page_errors == []
 
@@ -149,14 +203,24 @@ def test_frontend_reports_a_missing_node_type(server, page):
     renamed = next(n for n in workflow["nodes"] if n["type"] == "SwDSampler")
     renamed["type"] = "SwDSamplerNotInstalled"
     loaded = load(page, workflow)
-    shown = wait_dialogs(page, expect_some=True)
-    page.screenshot(path=str(ARTIFACTS / "browser-missing-node.png"))
-    assert any("missing nodes" in d.lower() and "SwDSamplerNotInstalled" in d for d in shown), shown
-    assert loaded["errors"] == [renamed["id"]]
+    if missing_models_are_node_errors(page):  # 1.49.6: the errors panel names the node's pack, not its type
+        assert wait_dialogs(page, expect_some=False) == []
+        text = errors_panel(page, "Missing Node Packs")
+        page.screenshot(path=str(ARTIFACTS / "browser-missing-node.png"))
+        assert "Missing Node Packs" in text and renamed["properties"]["cnr_id"] in text, text
+    else:  # 1.32.9: the missing-nodes dialog names the type
+        shown = wait_dialogs(page, expect_some=True)
+        page.screenshot(path=str(ARTIFACTS / "browser-missing-node.png"))
+        assert any("missing nodes" in d.lower() and "SwDSamplerNotInstalled" in d for d in shown), shown
+    assert list(map(str, loaded["errors"])) == [str(renamed["id"])]
     assert loaded["output"][str(renamed["id"])]["class_type"] is None
     status, response = server.queue(loaded["output"])  # and the server refuses such a prompt
     assert status == 400, response
-    assert response["error"]["type"] == "invalid_prompt" and "does not exist" in response["error"]["message"], response
+    if comfyui_version_info() >= (0, 33):  # 0.33.0 names the node by its title and says what may be missing
+        assert response["error"]["type"] == "missing_node_type" and "not found" in response["error"]["message"]
+        assert response["error"]["extra_info"]["node_id"] == str(renamed["id"]), response
+    else:
+        assert response["error"]["type"] == "invalid_prompt" and "does not exist" in response["error"]["message"]
     close_dialogs(page)
     # and the same workflow with the real type loads cleanly in the same page
     renamed["type"] = "SwDSampler"
@@ -169,7 +233,7 @@ def test_frontend_template_browser_offers_the_workflows(server, page):
     """Templates > Extensions > swd-scalewise lists the pack's workflows/ folder and opens them."""
     close_dialogs(page)
     page.get_by_text("Templates", exact=True).first.click()
-    browser = page.locator(".p-dialog").filter(has_text="Templates")
+    browser = page.get_by_role("dialog").filter(has_text="Templates")
     browser.get_by_text("swd-scalewise", exact=True).first.click()
     for name in NAMES:
         browser.get_by_text(name, exact=True).first.wait_for(timeout=30_000)

@@ -276,3 +276,25 @@ def test_sdxl_checkpoint_is_detected_as_sdxl_and_its_parts_work(comfy, models_di
     assert not any(k.startswith("base_model.model.") for k in key_map)  # ComfyUI has no PEFT spelling for SDXL
     names = {k.rsplit(".lora_", 1)[0].removeprefix("base_model.model.") for k in lora}
     assert any(n.endswith(".to_out.0") for n in names) and len(names) == len(lora) // 2
+
+
+def test_flux_standins_are_written_in_the_published_layout_not_by_the_hosts_converter(comfy):
+    """The FLUX stand-ins' BFL names come from our own table (``flux_keys``), as published files have them
+    (RMSNorm weights named ``.scale``, as in ``flux1-dev.safetensors`` and XLabs' ControlNets); the host's
+    converter gives the same tensors under the same names up to that suffix (0.3.75 writes ``.scale``,
+    0.33.0 ``.weight``), so the table is what ComfyUI itself does, whatever it names the norms."""
+    import comfy.model_detection
+
+    from harness.standins import flux, flux_keys
+
+    sd = flux.build_transformer().state_dict()
+    ours = flux_keys.bfl_state_dict(sd)
+    assert "double_blocks.0.img_attn.norm.key_norm.scale" in ours and "single_blocks.1.norm.query_norm.scale" in ours
+    assert not any(k.endswith("_norm.weight") for k in ours)
+    host = comfy.model_detection.convert_diffusers_mmdit({k: v.clone() for k, v in sd.items()}, "")
+
+    def plain(d):
+        return {k.replace("_norm.weight", "_norm.scale"): v for k, v in d.items()}
+
+    assert plain(host).keys() == ours.keys()
+    assert all(torch.equal(plain(host)[k], v) for k, v in ours.items())

@@ -4,8 +4,8 @@ Two kinds, both deterministic (the same seed and torch give identical tensors an
 
 * **Small** (``build_transformer``, ``comfy_model``): a diffusers ``FluxTransformer2DModel``
   with a tiny explicit config, and the same weights as ComfyUI's ``model_base.Flux`` in a
-  ``ModelPatcher``, for fast parity tests. ComfyUI's own conversion
-  (``model_detection.convert_diffusers_mmdit``) and detection (``detect_unet_config``) build it;
+  ``ModelPatcher``, for fast parity tests. The weights in the published BFL layout
+  (``flux_keys``) and ComfyUI's own detection (``detect_unet_config``) build it;
   only the two fields detection fixes for FLUX.1 (24 heads, RoPE axes 16/56/56, which force
   hidden size 3072) are set from the diffusers config.
 * **Files** (``write``, names in ``harness.paths``): what a FLUX.1-dev workflow loads, in the
@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 from .. import paths
-from . import sd3
+from . import flux_keys, sd3
 from .common import random_state_dict, save_peft, save_safetensors, seeded
 
 #: Tiny FLUX.1-dev-shaped transformer (guidance embedding, 2 double + 2 single blocks).
@@ -120,20 +120,15 @@ def build_transformer(seed: int = 0, **overrides):
 
 
 def comfy_state_dict(diffusers_state_dict: dict, clone: bool = True) -> dict:
-    """diffusers FLUX transformer keys -> BFL/ComfyUI keys, by ComfyUI's own conversion.
+    """diffusers FLUX transformer keys -> the BFL layout of the published files (and ComfyUI's).
 
-    Fuses q/k/v (and the single blocks' ``proj_mlp``) into ``qkv``/``linear1`` and swaps
-    ``norm_out``'s scale/shift halves, as ``UNETLoader`` does when it loads a diffusers file.
-    ComfyUI swaps ``norm_out`` in place and pops the keys it converts: with ``clone`` (the
-    default) the input is cloned first, because a model's ``state_dict()`` shares its storage.
+    Fuses q/k/v (and the single blocks' ``proj_mlp``) into ``qkv``/``linear1``, names the RMSNorm
+    weights ``.scale`` and swaps ``norm_out``'s scale/shift halves (``flux_keys``: the table is ours,
+    not the host's converter, so a host update cannot change a stand-in). With ``clone`` (the
+    default) the result shares no storage with the input.
     """
-    import comfy.model_detection
-
-    sd = {k: v.clone() for k, v in diffusers_state_dict.items()} if clone else diffusers_state_dict
-    out = comfy.model_detection.convert_diffusers_mmdit(sd, "")
-    if out is None:
-        raise ValueError("ComfyUI did not recognise the state dict as a diffusers FLUX transformer")
-    return out
+    out = flux_keys.bfl_state_dict(diffusers_state_dict)
+    return {k: v.clone() for k, v in out.items()} if clone else out
 
 
 def comfy_model(transformer, dtype: torch.dtype = torch.float32):
@@ -225,8 +220,8 @@ def full_width_state_dict(seed: int = 0, dtype: torch.dtype = torch.bfloat16) ->
     """FLUX.1-dev-width transformer (1 double + 1 single block), BFL/ComfyUI keys, ``dtype``.
 
     About 0.55 G parameters: 1.09 GB in bf16. The diffusers model is built on the meta device
-    (shapes only); the weights are drawn straight into ``dtype``, then ComfyUI converts the
-    keys to the layout of the real ``flux1-dev.safetensors``.
+    (shapes only); the weights are drawn straight into ``dtype``, then renamed to the layout of
+    the real ``flux1-dev.safetensors`` (``flux_keys``).
     """
     from diffusers import FluxTransformer2DModel
 
@@ -251,7 +246,7 @@ def write(out_dir: Path, seed: int, log) -> None:
     """Write this family's stand-ins into the models folder ``out_dir`` (each file freed before the next)."""
     from ..comfy_host import put_comfyui_first
 
-    put_comfyui_first(paths.COMFYUI)  # ComfyUI's own key conversion
+    put_comfyui_first(paths.COMFYUI)  # ComfyUI's own VAE key conversion
     out_dir = Path(out_dir)
     sd = full_width_state_dict(seed)
     save_safetensors(sd, out_dir / TRANSFORMER_FILE)

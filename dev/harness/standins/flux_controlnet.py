@@ -13,8 +13,9 @@
   is pixels, resized per latent size, no VAE. diffusers has no loader for this key layout, but its
   ``FluxControlNetModel(conditioning_embedding_channels=16)`` is the same network (its
   ``ControlNetConditioningEmbedding`` with four 16-wide levels is XLabs' conv stem, layer for layer):
-  the XLabs stand-in is such a model written with XLabs' names (`xlabs_state_dict`: ComfyUI's own
-  diffusers -> BFL key conversion, the stem renamed), so a diffusers reference runs the same weights.
+  the XLabs stand-in is such a model written with XLabs' names (`xlabs_state_dict`: the BFL names of
+  ``flux_keys``, norms as ``.scale`` as in XLabs' files, the stem renamed), so a diffusers reference
+  runs the same weights.
 
 Two sizes, as in ``harness.standins.flux``:
 
@@ -105,7 +106,7 @@ _STEM = {"conv_in": 0, **{f"blocks.{i}": 2 * (i + 1) for i in range(6)}, "conv_o
 
 
 def xlabs_state_dict(model_or_sd, clone: bool = True) -> dict:
-    """The XLabs layout: ComfyUI's diffusers -> BFL conversion (``flux.comfy_state_dict``) of the
+    """The XLabs layout: the diffusers -> BFL renaming (``flux.comfy_state_dict``) of the
     transformer part, ``controlnet_blocks.N`` kept, the stem renamed to ``input_hint_block.N``."""
     sd = instantx_state_dict(model_or_sd)
     stem = {k: sd.pop(k) for k in [k for k in sd if k.startswith("input_hint_block.")]}
@@ -165,9 +166,6 @@ def file_state_dict(layout: str, seed: int = 0, dtype: torch.dtype = torch.bfloa
 
 def write(out_dir: Path, seed: int, log) -> None:
     """Write both FLUX ControlNet stand-ins into the models folder ``out_dir`` (one at a time)."""
-    from ..comfy_host import put_comfyui_first
-
-    put_comfyui_first(paths.COMFYUI)  # ComfyUI's own key conversion (XLabs layout)
     for layout, rel in (("instantx", INSTANTX_FILE), ("xlabs", XLABS_FILE)):
         save_safetensors(file_state_dict(layout, seed), Path(out_dir) / rel)
         log(f"flux controlnet ({layout} layout)")
