@@ -193,7 +193,7 @@ def build_split_files(name: str) -> Graph:
     # the UNETLoader and the VAELoader take the checkpoint loader's outputs
     unet = g.node("UNETLoader", "Load Diffusion Model (SD3.5 Large)", (COL_A, 0), (WIDTH_A, 82),
                   [ckpt_file, "default"], models=[(ckpt_file, ckpt_url, "diffusion_models")])
-    vae = g.node("VAELoader", "Load VAE (SD3.5)", (COL_A, 650), (WIDTH_A, 58), [SD3_VAE[0]],
+    vae = g.node("VAELoader", "Load VAE (SD3.5)", (COL_A, 760), (WIDTH_A, 58), [SD3_VAE[0]],
                  models=[(SD3_VAE[0], SD3_VAE[1], "vae")])
     g.nodes.remove(ckpt)
     for link in g.links:
@@ -206,9 +206,9 @@ def build_split_files(name: str) -> Graph:
         "\n### Split files (no single checkpoint)\n"
         f"* `{ckpt_file}` goes in `ComfyUI/models/diffusion_models/` (**Load Diffusion Model**; the same file as "
         "the checkpoint: the loader keeps only the diffusion model). `weight_dtype` `fp8_e4m3fn` stores it in fp8 "
-        "(about half the memory; the SwD LoRA is patched in before the cast).\n"
-        "* The VAE is its own file (**Load VAE**); the text encoders as above (fp8 T5, e.g. "
-        "`t5xxl_fp8_e4m3fn.safetensors`, works too).\n"))
+        "(about half the memory; ComfyUI adds the SwD LoRA to the fp8 weights and rounds the sum to fp8).\n"
+        "* The VAE is its own file (**Load VAE**); the text encoders as above (ComfyUI also takes an fp8 T5, e.g. "
+        "`t5xxl_fp8_e4m3fn.safetensors`; not exercised by the tests here).\n"))
     set_prefix(g, "swd/large-6-steps-split-files")
     return g
 
