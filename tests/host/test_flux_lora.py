@@ -125,6 +125,9 @@ def test_flux_peft_lora_matches_peft(host, small, lora_keys, inputs, strength):
             "single_blocks.1.linear1.weight", "single_blocks.0.linear2.weight", "txt_in.weight",
             "final_layer.linear.weight", "final_layer.adaLN_modulation.1.weight"} <= set(changed)
     assert len(changed) == 2 * 10 + 2 * 3 + 3  # per double block 10 fused weights, per single block 3
+    # the published files name the RMSNorms' parameter `.scale`; ComfyUI 0.33's modules call it `.weight`
+    state = {k if k in merged else k.removesuffix(".weight") + ".scale": v for k, v in state.items()}
+    assert merged.keys() <= state.keys()
     assert max((state[k].float() - merged[k]).abs().max().item() for k in merged) < 1e-5
 
     ours, ref = comfy_x0(patched, inputs), diffusers_x0(peft, inputs)
