@@ -66,8 +66,12 @@ class SwDSchedule(io.ComfyNode):
         node_id = cls.hidden.unique_id if cls.hidden is not None else None
         inputs = (_PROMPT.get() or {}).get(str(node_id), {}).get("inputs", {})
         preset, scales = inputs.get("preset"), inputs.get("scales")
-        if preset != swd_core.CUSTOM or not isinstance(scales, str) or not isinstance(sigmas, str):
-            return True  # a preset (checked by ComfyUI), linked text (checked when the node runs), or no prompt
+        if not isinstance(preset, str) or preset in swd_core.PRESETS:
+            return True  # no prompt known (the node checks when it runs), or a published schedule
+        if preset != swd_core.CUSTOM:  # ComfyUI 0.33 refuses it first; 0.3.75 does not check a V3 combo's value
+            return f"SwD Schedule: unknown preset {preset!r}; known: {', '.join([*swd_core.PRESETS, swd_core.CUSTOM])}"
+        if not isinstance(scales, str) or not isinstance(sigmas, str):
+            return True  # linked text: checked when the node runs
         try:
             swd_core.get_schedule(preset, scales, sigmas)
         except swd_core.SwDError as e:

@@ -207,8 +207,14 @@ def test_only_safetensors_are_listed(faults):
 
 
 def test_unknown_preset_is_rejected_at_validation(faults):
+    """ComfyUI 0.33.0 checks the combo's value itself ("Value not in list"); 0.3.75 does not check a V3
+    node's combo values, so SwD Schedule's own validation refuses it. Either way: rejected before anything
+    runs, naming the value."""
     text = validation_text(faults.rejected(txt2img(preset="SD9, 1 step")), "sched", "SwDSchedule")
-    assert "unknown preset 'SD9, 1 step'" in text, text
+    if HOST_VERSION >= (0, 33):
+        assert "Value not in list" in text and "preset: 'SD9, 1 step' not in" in text, text
+    else:
+        assert "unknown preset 'SD9, 1 step'" in text, text
     faults.good()
 
 
