@@ -166,7 +166,7 @@ def load_swd_lora(model, name: str, strength: float):
     broken = [k for k, v in state_dict.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if broken:
         raise swd_core.SwDError(f"{name!r} holds NaN or inf values ({', '.join(broken[:3])}): the file is corrupt")
-    swd_lora.lora_modules(state_dict)  # lora_A/lora_B pairs are complete and of one rank, before the config
+    modules = swd_lora.lora_modules(state_dict)  # lora_A/lora_B pairs are complete and of one rank, before the config
     warnings: list[str] = []  # lines the node shows as warnings
     config_path = path.parent / swd_lora.ADAPTER_CONFIG
     if path.name == swd_lora.ADAPTER_WEIGHTS and config_path.is_file():
@@ -182,13 +182,13 @@ def load_swd_lora(model, name: str, strength: float):
         scale_note = "scale from the file's alpha keys"
     elif swd_lora.is_peft_file(state_dict):
         scale_note = "scale 1 (lora_alpha = r)"
-        warnings.append(swd_lora.missing_config_note(name, path.parent.name, swd_lora.lora_modules(state_dict)))
+        warnings.append(swd_lora.missing_config_note(name, path.parent.name, modules))
         log.warning("[swd] %s: %s", name, warnings[-1])
     else:
         scale_note = "no adapter_config.json and no alpha keys: scale 1 (alpha = rank)"
         log.warning("[swd] %s: %s", name, scale_note)
     model_family = swd_core.family_of_comfy_model(type(model.model))
-    file_family = swd_lora.lora_family(swd_lora.lora_modules(state_dict))
+    file_family = swd_lora.lora_family(modules)
     # the LoRA's family, where its names tell (SD1.5 included: named rather than "match no weight")
     if model_family is not None and file_family is not None and file_family != model_family.name:
         article = "an" if file_family.startswith("SD") else "a"
