@@ -79,12 +79,17 @@ class Host(ComfyHost):
 
     @contextlib.contextmanager
     def model_folder(self, kind: str, folder):
-        """Within: ComfyUI also lists the files in ``folder`` as models of ``kind`` (``"loras"``, ...)."""
+        """Within: ComfyUI also lists the files in ``folder`` as models of ``kind`` (``"loras"``, ...).
+
+        On leaving, ComfyUI's file-list cache of ``kind`` is dropped too: it keeps each folder's mtime
+        and fails with FileNotFoundError once a listed folder (a test's tmp_path) is deleted.
+        """
         self.folder_paths.add_model_folder_path(kind, str(folder))
         try:
             yield Path(folder)
         finally:
             self.folder_paths.folder_names_and_paths[kind][0].remove(str(folder))
+            self.folder_paths.filename_list_cache.pop(kind, None)
 
     def sampler_swd_custom_advanced(self, guider, preset: str, latent: torch.Tensor, seed: int) -> torch.Tensor:
         """The latent ``SamplerCustomAdvanced`` gives with SwD Sampler (SAMPLER) (bicubic), the SwD Schedule

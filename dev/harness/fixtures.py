@@ -16,11 +16,17 @@ _HOST: Host | None = None
 
 
 @pytest.fixture(scope="session")
-def host() -> Host:
-    """ComfyUI imported in-process, with the stand-in models and this pack loaded."""
+def host(tmp_path_factory) -> Host:
+    """ComfyUI imported in-process, with the stand-in models and this pack loaded.
+
+    Its output and temp folders are the session's (pytest removes them after a passing run): the
+    tests' saved models and latents would otherwise pile up, GBs a run, in the ComfyUI copy.
+    """
     global _HOST
     if _HOST is None:
         _HOST = Host()
+        _HOST.folder_paths.set_output_directory(str(tmp_path_factory.mktemp("output")))
+        _HOST.folder_paths.set_temp_directory(str(tmp_path_factory.mktemp("temp")))
     return _HOST
 
 

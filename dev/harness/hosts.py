@@ -10,12 +10,14 @@
 
 Every venv pins torch/torchvision (requirements-test.txt) in the same pip command as the host's
 requirements, so a host's unpinned ``torchaudio`` resolves against torch 2.14.1 instead of
-replacing it.
+replacing it. The other hosts' venvs borrow that pinned build from ``.venv`` (``lend_torch``):
+installed twice, its 5 GB of CUDA libraries filled CI's disk.
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -29,6 +31,10 @@ DEFAULT = "0.3.75"
 #: the versions ``--host`` accepts beyond the default: {name: folder under the shared hosts folder}
 SHARED = {"0.33": "comfyui-0.33.0"}
 TEST_REQUIREMENTS = ROOT / "requirements-test.txt"
+#: what ``lend_torch`` lends: the top-level names in site-packages of torch, torchvision, triton and
+#: the CUDA libraries they load (packages and their .dist-info; torchsde and torchaudio are not torch's)
+TORCH_BUILD = re.compile(r"(torch|torchgen|functorch|torchvision|triton|nvidia|cuda)([-_.].*)?")
+LENT_TORCH = HOST / "lent-torch"
 
 
 def shared_hosts_dir() -> Path:
@@ -91,15 +97,44 @@ def ensure_copy(host: Host) -> None:
     tmp.rename(host.comfyui)
 
 
+def site_packages(venv: Path) -> Path:
+    return next((venv / "lib").glob("python3*/site-packages"))
+
+
+def lend_torch(venv: Path) -> None:
+    """Put the development venv's torch build on ``venv``'s path, after its own packages.
+
+    ``LENT_TORCH`` holds links to just that build's folders in ``.venv`` (the release every venv pins,
+    requirements-test.txt) and a ``.pth`` file adds it to ``venv``'s ``sys.path``, so pip there finds
+    torch, torchvision and the CUDA libraries already installed and installs everything else itself.
+    """
+    shutil.rmtree(LENT_TORCH, ignore_errors=True)
+    LENT_TORCH.mkdir(parents=True)
+    for entry in site_packages(VENV).iterdir():
+        if TORCH_BUILD.fullmatch(entry.name):
+            (LENT_TORCH / entry.name).symlink_to(entry, target_is_directory=entry.is_dir())
+    (site_packages(venv) / "swd_lent_torch.pth").write_text(f"{LENT_TORCH}\n")
+
+
 def ensure_venv(host: Host) -> None:
-    """The host's venv with its requirements; skipped while the stamp (their digest) matches."""
+    """The host's venv with its requirements; skipped while the stamp (their digest) matches.
+
+    The default host's venv is updated in place; another host's venv is built afresh, on the torch
+    build it borrows from the default one (``lend_torch``: setup builds the default venv first).
+    """
     files = [ROOT / "requirements.txt", TEST_REQUIREMENTS, *host.requirements]
-    digest = hashlib.sha256(b"".join(f.read_bytes() for f in files if f.exists())).hexdigest()
+    lends = host.venv != VENV
+    digest = hashlib.sha256(b"".join(f.read_bytes() for f in files if f.exists())
+                            + (b"lent torch" if lends else b"")).hexdigest()
     stamp = host.venv / ".requirements.sha256"
     if stamp.exists() and stamp.read_text() == digest:
         return
+    if lends:
+        shutil.rmtree(host.venv, ignore_errors=True)
     if not host.python.exists():
         _run([sys.executable, "-m", "venv", host.venv])
+    if lends:
+        lend_torch(host.venv)
     _run([host.python, "-m", "pip", "install", "-q", "--upgrade", "pip"])
     reqs = [a for f in host.requirements for a in ("-r", f)]
     _run([host.python, "-m", "pip", "install", "-q", *reqs])

@@ -65,8 +65,7 @@ def test_swd_lora_on_fp8_files_stays_close_to_full_precision(host, tmp_path):
     assert sum(v.dtype == torch.float8_e4m3fn for v in scaled.values()) > 10
     (tmp_path / "checkpoints").mkdir()
     safetensors.torch.save_file(scaled, tmp_path / "checkpoints" / "standin_fp8_scaled.safetensors")
-    host.folder_paths.add_model_folder_path("checkpoints", str(tmp_path / "checkpoints"))
-    try:
+    with host.model_folder("checkpoints", tmp_path / "checkpoints"):
         ckpt_loader = {"class_type": "CheckpointLoaderSimple",
                        "inputs": {"ckpt_name": "standin_fp8_scaled.safetensors"}}
         results = {
@@ -77,8 +76,6 @@ def test_swd_lora_on_fp8_files_stays_close_to_full_precision(host, tmp_path):
         model = host.node("CheckpointLoaderSimple")().load_checkpoint("standin_fp8_scaled.safetensors")[0]
         check_computes_with_scaled_fp8(model.model.diffusion_model.joint_blocks[0].x_block.attn.qkv,
                                        scaled, "model.diffusion_model.joint_blocks.0.x_block.attn.qkv")
-    finally:
-        host.folder_paths.folder_names_and_paths["checkpoints"][0].remove(str(tmp_path / "checkpoints"))
     check_against_full_precision(results, full, no_lora)
 
 
@@ -152,11 +149,8 @@ def test_sdxl_swd_lora_on_fp8_files_stays_close_to_full_precision(host, tmp_path
     key = "model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn2.to_q.weight"
     stored = fp8[key]
     del ckpt, fp8
-    host.folder_paths.add_model_folder_path("checkpoints", str(tmp_path / "checkpoints"))
-    try:
+    with host.model_folder("checkpoints", tmp_path / "checkpoints"):
         model8, clip = host.node("CheckpointLoaderSimple")().load_checkpoint("standin_sdxl_fp8.safetensors")[:2]
-    finally:
-        host.folder_paths.folder_names_and_paths["checkpoints"][0].remove(str(tmp_path / "checkpoints"))
     positive = host.node("CLIPTextEncode")().encode(clip, "a lighthouse at dusk")[0]
     del clip
     # the fp8 values are what runs (on this CPU ComfyUI upcasts them: it keeps fp8 only with fp8 compute

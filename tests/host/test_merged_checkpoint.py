@@ -72,7 +72,7 @@ def test_merged_checkpoint_and_diffusion_model_give_the_patched_latent(host, tmp
     # as a user does: move the files from the output folder into the model folders
     for folder in ("checkpoints", "diffusion_models"):
         (tmp_path / folder).mkdir()
-        shutil.copy(written(host, f"{folder}/swd-merged-{run}"), tmp_path / folder / f"merged-{run}.safetensors")
+        shutil.move(written(host, f"{folder}/swd-merged-{run}"), tmp_path / folder / f"merged-{run}.safetensors")
     with host.model_folder("checkpoints", tmp_path / "checkpoints"), \
             host.model_folder("diffusion_models", tmp_path / "diffusion_models"):
         reload = {
@@ -140,7 +140,7 @@ def test_merged_diffusion_model_gives_the_patched_latent(host, tmp_path, family)
     folder = tmp_path / "diffusion_models"
     folder.mkdir()
     merged_name = f"merged-{family}-{run}.safetensors"
-    shutil.copy(written(host, f"diffusion_models/swd-{family}-{run}"), folder / merged_name)
+    shutil.move(written(host, f"diffusion_models/swd-{family}-{run}"), folder / merged_name)
     with host.model_folder("diffusion_models", folder):
         reload = {
             **shared,

@@ -93,11 +93,8 @@ def small(host, tmp_path_factory):
     folder = tmp_path_factory.mktemp("sdxl_controlnet")
     ldm = sdxl_controlnet.controlnet_ldm_state_dict(controlnet, sdxl.comfy_unet_config(unet.config))
     safetensors.torch.save_file(ldm, folder / SMALL_CONTROLNET)
-    host.folder_paths.add_model_folder_path("controlnet", str(folder))
-    try:
+    with host.model_folder("controlnet", folder):
         loaded = host.node("ControlNetLoader")().load_controlnet(SMALL_CONTROLNET)[0]
-    finally:
-        host.folder_paths.folder_names_and_paths["controlnet"][0].remove(str(folder))
     yield unet, sdxl.comfy_model(unet), controlnet, loaded
     comfy.model_management.unload_all_models()
 
