@@ -7,7 +7,9 @@
 //    read-only box under the node's widgets, as plain text (textContent, never HTML: the lines
 //    carry file and folder names); lines starting "Warning:" get the warning colour and a sign.
 //    The box stays until the node next reports (it is not saved with the workflow); it is
-//    there, empty and invisible, from the node's creation on.
+//    there, empty and invisible, from the node's creation on. For the nodes ComfyUI answers from
+//    its cache without re-sending their output (after a reload, in another tab), the page asks
+//    the server what they showed when they ran (GET /swd/messages).
 // 2. SwD Schedule shows the schedule that runs: under a preset, the scales and sigmas fields
 //    hold that preset's values (GET /swd/presets), labelled "scales (preset)"; editing one
 //    switches the preset to "custom", which runs what the fields say. The server reads the
@@ -16,7 +18,8 @@
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
-const PACK_NODES = new Set(["SwDLoraLoader", "SwDSampler", "SamplerSwD", "SwDSchedule"]);
+const SPEAKING_NODES = new Set(["SwDLoraLoader", "SwDSampler", "SamplerSwD"]);
+const PACK_NODES = new Set([...SPEAKING_NODES, "SwDSchedule"]);
 const BOX = "swd_messages";
 const WARNING = "Warning:";
 const CUSTOM = "custom";
@@ -82,6 +85,22 @@ function showMessages(node, text) {
     app.graph?.setDirtyCanvas?.(true, true);
 }
 
+// What the cached pack nodes of prompt `detail.prompt_id` showed when they last ran.
+async function showCached(detail) {
+    for (const id of detail?.nodes ?? []) {
+        const node = nodeById(id);
+        if (!node || !SPEAKING_NODES.has(node.comfyClass ?? node.type)) continue;
+        try {
+            const query = new URLSearchParams({ prompt_id: detail.prompt_id, node: String(id) });
+            const response = await api.fetchApi(`/swd/messages?${query}`);
+            const { text } = response.ok ? await response.json() : {};
+            if (text) showMessages(node, text);
+        } catch (e) {
+            console.warn("[swd] no messages for cached node", id, e);
+        }
+    }
+}
+
 function nodeById(id) {
     const graph = app.canvas?.graph ?? app.graph;
     return graph?.getNodeById(id) ?? app.graph?.getNodeById(id);
@@ -119,6 +138,7 @@ app.registerExtension({
             console.warn("[swd] no preset table", e);
         }
         api.addEventListener("swd.messages", ({ detail }) => showMessages(nodeById(detail.node), detail.text));
+        api.addEventListener("execution_cached", ({ detail }) => showCached(detail));
     },
     async beforeRegisterNodeDef(nodeType, nodeData) {
         if (!PACK_NODES.has(nodeData.name)) return;
