@@ -48,7 +48,18 @@ function messageBox(node) {
         getMaxHeight: () => (text ? boxHeight(text, node.size[0]) : 0),
     });
     widget.serialize = false;
+    // Empty, the box is hidden on the classic canvas, where the frontend lays DOM widgets over the canvas:
+    // 1.49.6 stretches one of no height down the whole column below its node, over the nodes there (and
+    // their clicks). Vue nodes mount the widgets a node has when they mount it, so there it stays.
+    Object.defineProperty(widget, "hidden", {
+        get: () => !text && !vueNodes(), set: () => {}, configurable: true,
+    });
+    render(box, text);
     return widget;
+}
+
+function vueNodes() {
+    return Boolean(window.LiteGraph?.vueNodesMode ?? app.extensionManager?.setting?.get?.("Comfy.VueNodes.Enabled"));
 }
 
 // The box's height for `text` in a node `width` wide: its lines wrapped at the monospace width.
