@@ -35,7 +35,7 @@ WIDTH_A, WIDTH_B, WIDTH_C, WIDTH_D = 440, 420, 340, 420
 SAMPLER_ROOM = 600
 #: the room a run's message box takes under the widgets of SwD LoRA Loader and SwD Sampler (SAMPLER) (web/swd.js
 #: grows the node to fit it): what goes under them starts this much lower
-MESSAGE_ROOM = 100
+MESSAGE_ROOM = 200
 POSITIVE_COLOR = ("#232", "#353")
 NEGATIVE_COLOR = ("#322", "#533")
 

@@ -28,7 +28,7 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from harness import paths, standin_workflow
-from harness.browser import CHROMIUM, CHROMIUM_ARGS, close_dialogs, load
+from harness.browser import CHROMIUM, CHROMIUM_ARGS, close_dialogs, load, node_rects, overlaps
 from harness.comfy_server import ComfyServer
 from harness.paths import ARTIFACTS
 from harness.shipped_workflows import ui
@@ -166,6 +166,8 @@ def test_messages_are_on_the_nodes_as_text_and_come_back_on_a_rerun(feedback_ser
     limit = 2 if page.mode == "classic" else 6
     assert page.evaluate(EMPTY_BOXES_JS, limit) == [], page.evaluate(EMPTY_BOXES_JS, 0)
     queue(page, feedback_server)
+    # the grown nodes (the loader's warning on a config-less LoRA is its longest message) overlap no other
+    assert overlaps(node_rects(page)) == []
     seen = {nid: seen_box(page, nid, f"messages-{nid}") for nid in (lora, sampler)}
     for nid, shown in seen.items():
         assert shown is not None and shown["visible"], (nid, shown)
