@@ -40,6 +40,12 @@ POSITIVE_COLOR = ("#232", "#353")
 NEGATIVE_COLOR = ("#322", "#533")
 
 
+def model_files(rows: list[tuple[str, str, str]]) -> str:
+    """The note's model files, ``(file, folder, where from)`` rows as a list: it wraps in the 420-wide note,
+    where the frontends cut a three-column table at the note's edge."""
+    return "\n".join(f"* {file} → {folder}, from {source}" for file, folder, source in rows)
+
+
 def lora_files(repo: str, folder: str) -> str:
     """The note's paragraph on the LoRA's two files (``repo`` on Hugging Face, ``folder`` under ``loras/``)."""
     base = f"{HF}/{repo}/resolve/main"

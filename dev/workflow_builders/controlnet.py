@@ -7,7 +7,20 @@ ControlNets take a VAE-encoded hint (the checkpoint's VAE is connected); XLabs' 
 from __future__ import annotations
 
 from . import flux, sd35, sdxl
-from .common import COL_B, COL_C, HF, IMAGE, SAMPLER_ROOM, WIDTH_B, WIDTH_C, by_type, prompts, retitle_note, set_prefix
+from .common import (
+    COL_B,
+    COL_C,
+    HF,
+    IMAGE,
+    SAMPLER_ROOM,
+    WIDTH_B,
+    WIDTH_C,
+    by_type,
+    model_files,
+    prompts,
+    retitle_note,
+    set_prefix,
+)
 from .graph import Graph, renumber_links
 
 CONTROLNET_REPO = f"{HF}/stabilityai/stable-diffusion-3.5-controlnets"
@@ -31,9 +44,10 @@ SDXL_CONTROLNET = ("controlnet-canny-sdxl-1.0/diffusion_pytorch_model.fp16.safet
 def note(extra_steps: str = "") -> str:
     return (
         "\n### ControlNet (canny)\n"
-        f"| file | folder | from |\n|---|---|---|\n"
-        f"| `{CONTROLNET[0]}` | `ComfyUI/models/controlnet/` | "
-        f"[stabilityai/stable-diffusion-3.5-controlnets]({CONTROLNET_REPO}) ([file]({CONTROLNET[1]})) |\n\n"
+        + model_files([(f"`{CONTROLNET[0]}`", "`ComfyUI/models/controlnet/`",
+                        f"[stabilityai/stable-diffusion-3.5-controlnets]({CONTROLNET_REPO}) "
+                        f"([file]({CONTROLNET[1]}))")])
+        + "\n\n"
         "Load Image -> **Canny** -> **Apply ControlNet** (with the checkpoint's VAE: SD3.5 ControlNets "
         "take a VAE-encoded hint). Depth and blur: load `sd3.5_large_controlnet_depth.safetensors` / "
         "`_blur` from the same repository and give them a depth map / blurred image instead of Canny.\n\n"
@@ -47,9 +61,9 @@ def note(extra_steps: str = "") -> str:
 def flux_note() -> str:
     return (
         "\n### ControlNet (canny)\n"
-        f"| file | folder | from |\n|---|---|---|\n"
-        f"| `{FLUX_CONTROLNET[0]}` | `ComfyUI/models/controlnet/` | "
-        f"[XLabs-AI/flux-controlnet-canny-v3]({FLUX_CONTROLNET_REPO}) ([file]({FLUX_CONTROLNET[1]})) |\n\n"
+        + model_files([(f"`{FLUX_CONTROLNET[0]}`", "`ComfyUI/models/controlnet/`",
+                        f"[XLabs-AI/flux-controlnet-canny-v3]({FLUX_CONTROLNET_REPO}) ([file]({FLUX_CONTROLNET[1]}))")])
+        + "\n\n"
         "Load Image -> **Canny** -> **Apply ControlNet** -> SwD Sampler. XLabs' ControlNets take the hint as "
         "pixels (ComfyUI ignores the VAE for them); the VAE is connected for ControlNets that take a "
         f"VAE-encoded hint, such as [InstantX's canny]({INSTANTX_CANNY_REPO}) "
@@ -64,9 +78,10 @@ def flux_note() -> str:
 def sdxl_note() -> str:
     folder, file = SDXL_CONTROLNET[0].split("/")
     return (
-        "\n### ControlNet (canny)\n| file | folder | from |\n|---|---|---|\n"
-        f"| `{file}` | `ComfyUI/models/controlnet/{folder}/` | "
-        f"[{SDXL_CONTROLNET_REPO}]({HF}/{SDXL_CONTROLNET_REPO}) ([file]({SDXL_CONTROLNET[1]})) |\n\n"
+        "\n### ControlNet (canny)\n"
+        + model_files([(f"`{file}`", f"`ComfyUI/models/controlnet/{folder}/`",
+                        f"[{SDXL_CONTROLNET_REPO}]({HF}/{SDXL_CONTROLNET_REPO}) ([file]({SDXL_CONTROLNET[1]}))")])
+        + "\n\n"
         "Load Image -> **Canny** -> **Apply ControlNet** (no VAE: SDXL ControlNets take the image itself). "
         "Any SDXL ControlNet that ComfyUI's **Load ControlNet Model** reads works the same way (other "
         "preprocessors for depth, pose...).\n\n"

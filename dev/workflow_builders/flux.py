@@ -13,6 +13,7 @@ from .common import (
     by_type,
     comparison_text,
     lora_files,
+    model_files,
     prompts,
     set_prefix,
 )
@@ -48,7 +49,7 @@ def flux_note(variant: str) -> str:
         ("`adapter_model.safetensors` **and** `adapter_config.json`", "`ComfyUI/models/loras/swd_flux/`",
          f"[yresearch/swd_flux]({HF}/yresearch/swd_flux)"),
     ]
-    table = "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows)
+    table = model_files(rows)
     fp8 = (f"\n**fp8**: the transformer runs in `{dtype}` (UNETLoader's weight_dtype) and T5-XXL is the fp8 "
            f"file: about half the memory of the bf16 workflow.\n" if variant == "fp8" else "")
     return f"""{HEADING}
@@ -58,8 +59,6 @@ Needs the **{PACK_ID}** node pack.
 {fp8}
 ### Model files (download, then put them here)
 
-| file | folder | from |
-|---|---|---|
 {table}
 
 FLUX.1-dev is gated: accept its license on Hugging Face first.

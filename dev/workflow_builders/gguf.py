@@ -5,7 +5,7 @@ links) and its note rewritten for the GGUF files.
 """
 from __future__ import annotations
 
-from .common import HF, by_type, lora_files, set_note, set_prefix
+from .common import HF, by_type, lora_files, model_files, set_note, set_prefix
 from .flux import FLUX_FILES, FLUX_GUIDANCE, FLUX_PRESET, FLUX_TE, build
 from .graph import PACK_ID, Graph
 
@@ -26,7 +26,7 @@ def gguf_note() -> str:
         ("`adapter_model.safetensors` **and** `adapter_config.json`", "`ComfyUI/models/loras/swd_flux/`",
          f"[yresearch/swd_flux]({HF}/yresearch/swd_flux)"),
     ]
-    table = "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows)
+    table = model_files(rows)
     return f"""## SwD: FLUX.1-dev GGUF, 4 steps
 
 Scale-wise distillation on a quantised FLUX.1-dev. Needs the **{PACK_ID}** node pack and
@@ -34,8 +34,6 @@ Scale-wise distillation on a quantised FLUX.1-dev. Needs the **{PACK_ID}** node 
 
 ### Model files (download, then put them here)
 
-| file | folder | from |
-|---|---|---|
 {table}
 
 {lora_files("yresearch/swd_flux", "swd_flux")}

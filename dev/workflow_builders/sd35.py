@@ -23,6 +23,7 @@ from .common import (
     by_type,
     comparison_text,
     lora_files,
+    model_files,
     prompts,
     retitle_note,
     set_note,
@@ -88,7 +89,7 @@ def note_text(model: str, steps: int, extra: str = "", split: bool = False) -> s
         ("`adapter_model.safetensors` **and** `adapter_config.json`", f"`ComfyUI/models/loras/{folder}/`",
          f"[yresearch/{folder}]({HF}/yresearch/{folder})"),
     ]
-    table = "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows)
+    table = model_files(rows)
     vae = "" if split else "\nThe checkpoint includes the VAE."
     return f"""## SwD: SD3.5 {model.capitalize()}, {steps} steps
 
@@ -98,8 +99,6 @@ so this {RESOLUTION}x{RESOLUTION} image costs about two full-size steps. Needs t
 {extra}
 ### Model files (download, then put them here)
 
-| file | folder | from |
-|---|---|---|
 {table}
 
 The Stability AI repositories are gated: accept the license on Hugging Face first.{vae}

@@ -12,6 +12,7 @@ from .common import (
     by_type,
     comparison_text,
     lora_files,
+    model_files,
     prompts,
     set_prefix,
 )
@@ -35,7 +36,7 @@ def sdxl_note() -> str:
         ("`adapter_model.safetensors` **and** `adapter_config.json`", "`ComfyUI/models/loras/swd-sdxl/`",
          f"[{SDXL_LORA_REPO}]({HF}/{SDXL_LORA_REPO})"),
     ]
-    table = "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows)
+    table = model_files(rows)
     return f"""{HEADING}
 
 Scale-wise distillation: each step predicts the clean latent, enlarges it and re-noises it.
@@ -43,8 +44,6 @@ Needs the **{PACK_ID}** node pack.
 
 ### Model files (download, then put them here)
 
-| file | folder | from |
-|---|---|---|
 {table}
 
 {lora_files(SDXL_LORA_REPO, "swd-sdxl")}
