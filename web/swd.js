@@ -39,6 +39,7 @@ function messageBox(node) {
     const widget = node.addDOMWidget(BOX, "swd_messages", box, {
         serialize: false,
         hideOnZoom: false,
+        hideInPanel: true, // output, not a parameter: 1.49.6's properties panel leaves it out
         getValue: () => text,
         setValue: (value) => {
             text = Array.isArray(value) ? value.join("\n") : String(value ?? "");

@@ -16,7 +16,8 @@ test-artifacts/feedback-<frontend>-<mode>-*.png.
 * a bad custom schedule is reported once, under ``sigmas``, by the server (node_errors) and on the
   page (1.32.9: the error dialog's message; 1.49.6: the toast naming the input);
 * each node's help page is served where the frontends look for it (/extensions/<pack>/docs/<node>.md)
-  and, where the node library's help store is reachable (1.32.9), opens there with the pack's text.
+  and opens with the pack's text: in the node library's help panel (1.32.9), in the selected node's Info
+  tab of the properties panel (1.49.6, whose Parameters tab does not list the message box).
 """
 from __future__ import annotations
 
@@ -298,11 +299,25 @@ def test_each_node_help_page_opens_with_its_text(feedback_server, page, node):
         pytest.skip("the help panel does not depend on the node mode (run in classic)")
     status, text = page.evaluate(FETCH_HELP_JS, node)
     assert status == 200 and HELP[node] in text and "## Inputs" in text and "## Typical graph" in text
-    if not page.evaluate(OPEN_HELP_JS, node):  # 1.49.6: its node library creates the help store later
-        return
-    page.get_by_text(HELP[node]).first.wait_for(state="visible", timeout=30_000)
-    assert page.get_by_text("Typical graph").first.is_visible()
-    shot(page, f"help-{node}")
-    page.evaluate("() => document.querySelector('#vue-app').__vue_app__.config.globalProperties.$pinia"
-                  "._s.get('nodeHelp').closeHelp()")
+    if page.evaluate(OPEN_HELP_JS, node):  # 1.32.9: the node library's help panel
+        page.get_by_text(HELP[node]).first.wait_for(state="visible", timeout=30_000)
+        assert page.get_by_text("Typical graph").first.is_visible()
+        shot(page, f"help-{node}")
+        page.evaluate("() => document.querySelector('#vue-app').__vue_app__.config.globalProperties.$pinia"
+                      "._s.get('nodeHelp').closeHelp()")
+    else:  # 1.49.6 (whose new node library has no help store): the node's Info tab in the properties panel
+        page.evaluate("""(name) => { const lg = window.LiteGraph ?? window.comfyAPI.litegraph.LiteGraph;
+            app.graph.clear(); const n = lg.createNode(name); n.pos = [100, 100]; app.graph.add(n);
+            app.canvas.selectNode(n); app.canvas.setDirty(true, true); }""", node)
+        toggle = page.get_by_label("Toggle properties panel").first
+        toggle.click()
+        page.get_by_role("tab", name="Parameters").first.click()
+        page.wait_for_timeout(500)
+        panel = page.evaluate("document.body.innerText")
+        assert "swd_messages" not in panel, "the message box is listed as a parameter"
+        page.get_by_role("tab", name="Info").first.click()
+        page.get_by_text(HELP[node]).first.wait_for(state="visible", timeout=30_000)
+        assert page.get_by_text("Typical graph").first.is_visible()
+        shot(page, f"help-{node}")
+        toggle.click()
     assert page.page_errors == []
