@@ -1,32 +1,33 @@
 """ComfyUI's TorchCompileModel (inductor) + SwD LoRA Loader + SwD Sampler gives the latent it gives without
 compiling, for each family's file stand-in (SD3.5, FLUX.1-dev, SDXL) loaded by the stock ``UNETLoader``
-with its SwD LoRA and its preset. Compiling costs minutes on a CPU: one small non-square latent per family
-(3:4 for SD3.5 and FLUX, 4:3 for SDXL).
+(float32 on this CPU) with its SwD LoRA and its preset. Compiling costs minutes on a CPU: one small
+non-square latent per family (3:4 for SD3.5 and FLUX, 4:3 for SDXL).
 
-Tolerance: inductor fuses and reorders float32 arithmetic, so the two runs differ by float32 rounding carried
-through the steps; anything the compiled model did differently (a step skipped, another size, a stale graph
-reused at the wrong size, the guidance or the size conditioning dropped) moves the latent by 1e-1 of its
-magnitude or more. The bound is relative, max |compiled - eager| / max |eager|, because the families' latents
-have different magnitudes on the random stand-ins; 1e-4 is far above the rounding and far below a real
-difference. Measured (CPU, torch 2.14.1, ComfyUI 0.3.75; ``FAMILIES`` repeats them per family):
+Tolerance: relative, max |compiled - eager| / max |eager|, since the families' latents have different
+magnitudes on the random stand-ins. Inductor fuses and reorders float32 arithmetic, so the two runs differ by
+float32 rounding carried through the steps; how far that goes is measured by running the same eager sampling
+in float64 (``load_diffusion_model(dtype=float64)``). Measured (CPU, torch 2.14.1, ComfyUI 0.3.75):
 
-* SD3.5: max |difference| 4.8e-7 on a latent of max |x| ~1 (first measured in the README);
-* FLUX.1-dev: see ``FAMILIES``;
-* SDXL: see ``FAMILIES``.
+* SD3.5: compiled vs eager 4.8e-7 on max |eager| 2.1 (2.3e-7 relative); bound 1e-4.
+* SDXL: compiled vs eager 1.1 on max |eager| 444 (2.5e-3 relative). Not a compile error: the random
+  stand-in amplifies rounding (its eps predictions are scaled by sigma up to ~15 over 4 steps), and eager
+  float32 against eager float64 differs as much (1.0, 2.3e-3 relative). Bound 1e-2 relative.
+* FLUX.1-dev: compiled vs eager 2.1 on max |eager| 20.5 (1.05e-1 relative), while eager float32 against
+  float64 differs by 3.6e-5 (1.8e-6 relative): the compiled FLUX model computes something else. Not
+  understood yet (ComfyUI's ``torch.linspace`` image ids with dynamic sizes compile correctly); marked
+  ``xfail(strict=True)`` so that a fix shows up, bound 1e-4 as SD3.5. For scale: guidance 3.5 instead of
+  4.5 moves this latent by 16 (0.8 relative).
 
 The compile counts and times over a sequence of sizes are measured by ``bench compile`` (BENCHMARKS.md),
 never asserted here.
 """
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import pytest
 import torch
 
 from harness import paths
-
-#: max |compiled - eager| / max |eager| (see the module's docstring)
-REL_BOUND = 1e-4
 
 
 def sd3_cond(g):
@@ -54,20 +55,20 @@ class Family:
     preset: str
     latent: tuple  # the final size's latent, non-square
     cond: Callable  # generator -> CONDITIONING
-    measured: str  # max |difference| and max |eager| measured here (documentation only)
+    bound: float  # max |compiled - eager| / max |eager| (see the module's docstring)
+    xfail: str = ""  # why the family is known to fail (strict: a fix makes it pass and must remove this)
 
 
 FAMILIES = {
-    "sd3": Family(paths.SD3_DIFFUSION_MODEL, paths.SD3_LORA, "SD3.5 Large, 6 steps", (1, 16, 32, 24), sd3_cond,
-                  "4.8e-7 on max |x| ~1"),
-    "flux": Family(paths.FLUX_DIFFUSION_MODEL, paths.FLUX_LORA, "FLUX.1-dev, 4 steps", (1, 16, 32, 24), flux_cond,
-                   "pending"),
-    "sdxl": Family(paths.SDXL_DIFFUSION_MODEL, paths.SDXL_LORA, "SDXL, 4 steps", (1, 4, 24, 32), sdxl_cond,
-                   "pending"),
+    "sd3": Family(paths.SD3_DIFFUSION_MODEL, paths.SD3_LORA, "SD3.5 Large, 6 steps", (1, 16, 32, 24), sd3_cond, 1e-4),
+    "flux": Family(paths.FLUX_DIFFUSION_MODEL, paths.FLUX_LORA, "FLUX.1-dev, 4 steps", (1, 16, 32, 24), flux_cond, 1e-4,
+                   "compiled FLUX differs by 1e-1 relative (rounding: 2e-6), cause not found"),
+    "sdxl": Family(paths.SDXL_DIFFUSION_MODEL, paths.SDXL_LORA, "SDXL, 4 steps", (1, 4, 24, 32), sdxl_cond, 1e-2),
 }
 
 
-@pytest.mark.parametrize("family", list(FAMILIES))
+@pytest.mark.parametrize("family", [pytest.param(k, marks=pytest.mark.xfail(strict=True, reason=f.xfail)) if f.xfail
+                                    else k for k, f in FAMILIES.items()])
 def test_torch_compile_gives_the_same_latent(host, family):
     import torch._dynamo
 
@@ -95,4 +96,4 @@ def test_torch_compile_gives_the_same_latent(host, family):
     print(f"{family} compiled vs eager: max |difference| {diff:.2e}, max |eager| {scale:.2e}, "
           f"relative {diff / scale:.2e}")
     assert torch.isfinite(eager).all() and scale > 0
-    assert diff / scale <= REL_BOUND
+    assert diff / scale <= f.bound
