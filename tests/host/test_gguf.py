@@ -154,8 +154,12 @@ def test_swd_lora_on_gguf_at_peft_scale(gguf_host, family, qtype, record_propert
         assert delta_err <= 1.1 and stack_delta_err <= 1.1
         return
     # the LoRA on GGUF is within the quantisation error of the LoRA on full precision (the LoRA's weights
-    # carry the dequantised weights' error into a larger output: measured up to 1.6 times) ...
-    assert lora_err <= 2 * quant_err and stack_err <= 2 * quant_err
+    # carry the dequantised weights' error into a larger output: measured up to 1.6 times; SD3.5 Q4_0 since
+    # gguf_files VERSION 3 keeps the embedders and final layer in F16 as llama-quantize does: quant_err 1.35e-03,
+    # lora_err 2.38e-03 (1.8x), stack_err 3.48e-03 (2.6x), the smaller quantisation error no longer hiding the
+    # stacked LoRAs' share) ...
+    factor = 3 if (family, qtype) == ("sd3", "Q4_0") else 2
+    assert lora_err <= factor * quant_err and stack_err <= factor * quant_err
     # ... and its own change is full precision's, at PEFT's scale (within DELTA_BOUND)
     assert delta_err <= DELTA_BOUND[qtype] and stack_delta_err <= DELTA_BOUND[qtype]
     if qtype == "Q8_0":  # 8 bits: the LoRA's effect dwarfs the difference (at 4 bits these random
