@@ -144,7 +144,7 @@ def test_swd_lora_on_gguf_at_peft_scale(gguf_host, family, qtype, record_propert
     assert quant_err > 0  # a quantised model, not the same weights
     if family == "sdxl":
         # SDXL's random stand-in LoRA (rank 4, alpha 8 on every attention, feed-forward and ResNet layer) drives
-        # the attention activations up ~100-fold (to_out up to 18 here), so the softmax amplifies the quantisation
+        # the attention activations large (attn1.to_out up to 18 here), so the softmax amplifies the quantisation
         # error of the patched model: measured (gguf_files VERSION 3) Q8_0 quant_err 1.33e-04, lora_err 4.34e-03,
         # stack_err 4.19e-03, effect 9.15e-03, delta_err 0.473, stack_delta_err 0.462; Q4_0 quant_err 2.49e-03,
         # lora_err 7.33e-03, stack_err 5.16e-03, delta_err 0.728, stack_delta_err 0.566. The patched weights
