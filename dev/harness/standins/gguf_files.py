@@ -1,20 +1,29 @@
-"""GGUF stand-ins: the SD3.5 and FLUX stand-in diffusion models as quantised GGUF files, made the way users'
-files are made.
+"""GGUF stand-ins: the SD3.5, FLUX and SDXL stand-in diffusion models as quantised GGUF files, made the way
+users' files are made.
 
 * ``diffusion_models/swd-standin-sd35-Q8_0.gguf``, ``…-Q4_0.gguf``: from the SD3.5 stand-in checkpoint
   (its MMDiT in ComfyUI's keys: ``convert.py`` strips ``model.diffusion_model.`` and drops the VAE);
 * ``diffusion_models/swd-standin-flux1-dev-Q8_0.gguf``, ``…-Q4_0.gguf``: from the FLUX stand-in (BF16,
-  reference keys).
+  reference keys);
+* ``diffusion_models/swd-standin-sdxl-Q8_0.gguf``, ``…-Q4_0.gguf``: from the SDXL stand-in UNet file (F16,
+  ComfyUI's LDM keys without a prefix: ``convert.py`` detects ``sdxl`` by its non-diffusers keys
+  ``input_blocks.3.0.op.weight`` …, and, as for every ``sdxl`` file, flattens each 2-D+ weight whose last
+  dimension is not a multiple of 256 to rows of 256, ``comfy.gguf.orig_shape.*`` keeping the shape, so the
+  3x3 and 1x1 convolutions are 2-D and quantised too).
 
 Users' route (ComfyUI-GGUF's ``tools/README.md``): ``tools/convert.py`` writes an F16/BF16 GGUF, then
 llama.cpp's ``llama-quantize`` (patched by ``tools/lcpp.patch``) quantises it. Step 1 here is
 ``convert.py``'s own ``convert_file``, run from the copy the development host installed
 (``.host/custom_nodes/ComfyUI-GGUF``, see ``harness.third_party``). Step 2 stands in for
-``llama-quantize``, which cannot be built here: the ``gguf`` package's quantiser turns every F16/BF16
-``…weight`` tensor of two or more dimensions whose rows are whole 32-value blocks into the target type
-(llama.cpp quantises only names ending in ``weight``, so SD3's ``pos_embed`` stays F16; what
-``llama-quantize`` does for Q8_0/Q4_0 on these architectures: ``lcpp.patch`` changes only K-quant
-choices and FFN-down names these models do not have); F32 tensors (1-D, small) stay F32.
+``llama-quantize``, which cannot be built here: the ``gguf`` package's quantiser applies the patched
+``llama-quantize``'s rules for image models (`quant_type`): a tensor is quantised when its name ends in
+``weight``, it has exactly two dimensions and it is not on the architecture's keep list (`KEEP`: the
+input/output layers and the time, text and class embedders, e.g. SD3's ``pos_embed``, FLUX's ``img_in``,
+SDXL's ``time_embed``, ``label_emb``, ``input_blocks.0.0`` and ``out.2``); at Q4_0 the feed-forward's down
+projections (`FFN_DOWN`: SDXL's ``….ff.net.2.weight``; SD3 and FLUX have none) are Q4_1; rows that are not
+whole 32-value blocks are left as they are (``llama-quantize`` would stop there; the stand-ins have none).
+Everything else is copied: F16/BF16 as ``convert.py`` wrote it, F32 (1-D and small tensors of F32/BF16
+sources) as F32.
 
 Idempotent: ``standins-gguf.json`` records `VERSION`, the sources' sizes and the outputs; files are
 written to a temporary name and renamed (a new inode: hard-linked model folders are not written through).
@@ -30,14 +39,16 @@ import numpy as np
 
 from .. import paths, third_party
 
-VERSION = 2
+VERSION = 3
 QTYPES = ("Q8_0", "Q4_0")
 MANIFEST = "standins-gguf.json"
-SOURCES = {"sd35": f"checkpoints/{paths.SD3_CHECKPOINT}", "flux1-dev": f"diffusion_models/{paths.FLUX_DIFFUSION_MODEL}"}
+SOURCES = {"sd35": f"checkpoints/{paths.SD3_CHECKPOINT}", "flux1-dev": f"diffusion_models/{paths.FLUX_DIFFUSION_MODEL}",
+           "sdxl": f"diffusion_models/{paths.SDXL_DIFFUSION_MODEL}"}
 
 
 def file_name(model: str, qtype: str) -> str:
-    """``swd-standin-<model>-<qtype>.gguf`` (in ``diffusion_models/``); model: ``sd35`` or ``flux1-dev``."""
+    """``swd-standin-<model>-<qtype>.gguf`` (in ``diffusion_models/``); model: a key of `SOURCES` (``sd35``,
+    ``flux1-dev``, ``sdxl``)."""
     return f"swd-standin-{model}-{qtype}.gguf"
 
 
@@ -63,12 +74,37 @@ def _float32(t) -> np.ndarray:
     return data.astype(np.float32)
 
 
-def quantize(src: Path, dst: Path, qtype_name: str) -> None:
-    """``llama-quantize``'s stand-in: the F16/BF16 GGUF ``src`` with its 2-D+ tensors in ``qtype_name``."""
+#: ``lcpp.patch``'s "rules for image models": (name parts, whole names) ``llama-quantize`` never quantises
+KEEP = {
+    "flux": (("txt_in.", "img_in.", "time_in.", "vector_in.", "guidance_in.", "final_layer."), ()),
+    "sd3": (("final_layer.", "time_text_embed.", "context_embedder.", "t_embedder.", "y_embedder.", "x_embedder."),
+            ("proj_out.weight", "pos_embed")),
+    "sdxl": (("class_embedding.", "time_embedding.", "add_embedding.", "time_embed.", "label_emb.", "conv_in.",
+              "conv_out."), ("input_blocks.0.0.weight", "out.2.weight")),
+}
+#: ``lcpp.patch``'s ``img_tensor_get_type``: feed-forward down projections, Q4_1 where the file is Q4_0
+FFN_DOWN = ("ffn_down", ".ffn.2.weight", ".ff.net.2.weight", ".mlp.layer2.weight", ".adaln_modulation_mlp.2.weight",
+            ".feed_forward.w2.weight")
+
+
+def quant_type(arch: str, name: str, shape: tuple, qtype_name: str) -> str | None:
+    """The type the patched ``llama-quantize`` gives tensor ``name`` (torch-order ``shape``) of an ``arch``
+    F16/BF16 GGUF quantised to ``qtype_name``; None: left as it is."""
     import gguf
 
-    qtype = gguf.GGMLQuantizationType[qtype_name]
-    block = gguf.GGML_QUANT_SIZES[qtype][0]
+    parts, names = KEEP[arch]
+    if not name.endswith("weight") or len(shape) != 2 or name in names or any(p in name for p in parts):
+        return None
+    if qtype_name == "Q4_0" and any(p in name for p in FFN_DOWN):
+        qtype_name = "Q4_1"
+    block = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType[qtype_name]][0]
+    return qtype_name if shape[-1] % block == 0 else None
+
+
+def quantize(src: Path, dst: Path, qtype_name: str) -> None:
+    """``llama-quantize``'s stand-in: the F16/BF16 GGUF ``src`` in ``qtype_name`` (tensors by `quant_type`)."""
+    import gguf
+
     reader = gguf.GGUFReader(str(src))
     arch = reader.get_field("general.architecture").contents()
     writer = gguf.GGUFWriter(path=None, arch=arch)
@@ -80,9 +116,10 @@ def quantize(src: Path, dst: Path, qtype_name: str) -> None:
     for t in reader.tensors:
         shape = tuple(int(n) for n in reversed(t.shape))  # ggml order -> torch order
         half = t.tensor_type in (gguf.GGMLQuantizationType.F16, gguf.GGMLQuantizationType.BF16)
-        if half and t.name.endswith("weight") and len(shape) >= 2 and shape[-1] % block == 0:
-            data = gguf.quants.quantize(_float32(t).reshape(shape), qtype)
-            writer.add_tensor(t.name, data, raw_dtype=qtype)
+        to = quant_type(arch, t.name, shape, qtype_name) if half else None
+        if to is not None:
+            qtype = gguf.GGMLQuantizationType[to]
+            writer.add_tensor(t.name, gguf.quants.quantize(_float32(t).reshape(shape), qtype), raw_dtype=qtype)
         else:
             writer.add_tensor(t.name, np.asarray(t.data), raw_dtype=t.tensor_type)
     tmp = dst.with_name(dst.name + ".partial")
