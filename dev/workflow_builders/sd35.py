@@ -192,7 +192,8 @@ def build_split_files(name: str) -> Graph:
     # the UNETLoader and the VAELoader take the checkpoint loader's outputs
     unet = g.node("UNETLoader", "Load Diffusion Model (SD3.5 Large)", (COL_A, 0), (WIDTH_A, 82),
                   [ckpt_file, "default"], models=[(ckpt_file, ckpt_url, "diffusion_models")])
-    below_schedule = by_type(g)["SwDSchedule"]["pos"][1] + by_type(g)["SwDSchedule"]["size"][1] + 70
+    schedule = by_type(g)["SwDSchedule"]
+    below_schedule = schedule["pos"][1] + schedule["size"][1] + 70
     vae = g.node("VAELoader", "Load VAE (SD3.5)", (COL_A, below_schedule), (WIDTH_A, 58), [SD3_VAE[0]],
                  models=[(SD3_VAE[0], SD3_VAE[1], "vae")])
     g.nodes.remove(ckpt)
