@@ -15,6 +15,10 @@
 //    switches the preset to "custom", which runs what the fields say. The server reads the
 //    fields only for "custom", so a saved workflow whose fields hold other text runs exactly
 //    as before (only its fields now show the preset's values).
+// 3. The template browser lists the pack's workflows in the order a new user needs them. ComfyUI's
+//    /workflow_templates lists them in the file system's order (hash order on ext4) and the frontends
+//    keep it; the pack's names are sorted by web/templates.json as the frontend fetches the list
+//    (api.getWorkflowTemplates), names it does not know last. Other packs' lists are left as they are.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
@@ -24,6 +28,9 @@ const BOX = "swd_messages";
 const WARNING = "Warning:";
 const CUSTOM = "custom";
 let presets = {};
+// this file is served as /extensions/<pack folder>/swd.js: /workflow_templates keys the pack by that folder
+const HERE = new URL(import.meta.url);
+const PACK = decodeURIComponent(HERE.pathname.split("/").at(-2));
 
 function messageBox(node) {
     const found = node.widgets?.find((w) => w.name === BOX);
@@ -139,6 +146,32 @@ function onFieldEdited(node) {
     preset.value = CUSTOM;
     syncSchedule(node);
 }
+
+async function templateOrder() {
+    try {
+        const response = await fetch(new URL("templates.json", HERE));
+        return response.ok ? (await response.json()).order ?? [] : [];
+    } catch (e) {
+        console.warn("[swd] no template order", e);
+        return [];
+    }
+}
+
+function orderTemplates() {
+    const list = api.getWorkflowTemplates;
+    if (typeof list !== "function" || list.swdOrdered) return;
+    const ordered = async function () {
+        const templates = await list.apply(this, arguments);
+        const names = templates?.[PACK];
+        if (!Array.isArray(names)) return templates;
+        const order = await templateOrder();
+        const place = (name) => (order.includes(name) ? order.indexOf(name) : order.length);
+        return { ...templates, [PACK]: [...names].sort((a, b) => place(a) - place(b) || a.localeCompare(b)) };
+    };
+    ordered.swdOrdered = true;
+    api.getWorkflowTemplates = ordered;
+}
+orderTemplates(); // when the module loads: before any template list is fetched
 
 app.registerExtension({
     name: "swd.scalewise",

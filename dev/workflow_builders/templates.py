@@ -6,8 +6,10 @@ What the frontends read (1.32.9 with ComfyUI 0.3.75 and 1.49.6 with ComfyUI 0.33
 ``workflows/``) as bare file names, in the folder's listing order; for each name the frontend makes a card
 titled with the name, its description the name with ``-``/``_`` as spaces, and its thumbnail
 ``/api/workflow_templates/<pack>/<name>.jpg`` (JPEG only, no ``-1`` suffix for packs). Neither reads an
-index or metadata for a pack's templates, so the order and the description are drawn INTO the thumbnail
-(a number and a line of text) as well as kept here.
+index or metadata for a pack's templates, and the listing order is the file system's (``glob``: hash order on
+ext4), so the order and the description are drawn INTO the thumbnail (a number and a line of text), and the
+pack's web extension puts the cards in this order (``web/templates.json``, written from :data:`TEMPLATES`;
+``web/swd.js`` sorts the pack's names as the frontend fetches them).
 
 The picture is honest about the stand-in weights (they draw noise): it is the workflow's SwD schedule, one
 square per step at that step's latent size to scale, the last one the full size, with the cost of the steps
@@ -16,10 +18,12 @@ in full-size steps (latent pixels summed: a lower bound of the compute, attentio
 from __future__ import annotations
 
 import io
+import json
 import textwrap
 
 from PIL import Image, ImageDraw, ImageFont
 
+from harness.paths import ROOT
 from swd_core import PRESETS
 
 from .graph import Graph
@@ -50,6 +54,8 @@ TEMPLATES = [
      "SwD as a SAMPLER for SamplerCustomAdvanced, with the schedule's sigmas."),
     ("swd-sd3.5-large-merge-lora", "Merge the LoRA", "Bake the SwD LoRA into an SD3.5 Large checkpoint."),
 ]
+#: the card order the web extension reads (served at /extensions/<pack>/templates.json)
+ORDER_FILE = ROOT / "web" / "templates.json"
 DEFAULT_PRESET = "SD3.5 Large, 6 steps"  # the merge workflow has no schedule: it bakes this one's LoRA
 COLORS = ["#3b6ea8", "#4a86c5", "#5aa0d8", "#6fb8e0", "#8fd0e8", "#f0c060"]
 
@@ -72,26 +78,32 @@ def thumbnail(order: int, title: str, description: str, preset: str) -> bytes:
     scales = PRESETS[preset].scales
     image = Image.new("RGB", (SIZE, SIZE), "#1c1f24")
     draw = ImageDraw.Draw(image)
-    draw.ellipse((8, 8, 40, 40), fill="#f0c060" if order == 1 else "#50565e")
-    draw.text((24, 24), str(order), fill="#101010", font=_font(18), anchor="mm")
-    draw.text((48, 14), title, fill="#f2f2f2", font=_font(16))
-    box, left, bottom = 128, 16, 192
+    # the top left stays empty: 1.49.6 lays its "Node graph" badge over the card's top-left 120x40 pixels
+    draw.ellipse((SIZE - 44, 8, SIZE - 12, 40), fill="#f0c060" if order == 1 else "#50565e")
+    draw.text((SIZE - 28, 24), str(order), fill="#101010", font=_font(18), anchor="mm")
+    draw.text((16, 46), title, fill="#f2f2f2", font=_font(16))
+    box, left, bottom = 112, 16, 194
     for i, scale in enumerate(scales):  # one square per step, the latent's side to scale
         side = round(box * scale / scales[-1])
         color = COLORS[-1] if i == len(scales) - 1 else COLORS[i % (len(COLORS) - 1)]
         draw.rectangle((left, bottom - side, left + side, bottom), outline=color, width=2)
     cost = sum((s / scales[-1]) ** 2 for s in scales)
     small = _font(12)
-    text_x = left + box + 12
+    text_x = left + box + 14
     lines = [f"{len(scales)} steps", f"latent {scales[0]} -> {scales[-1]}", f"cost ~{cost:.1f}", "full-size steps"]
     for k, line in enumerate(lines):
-        draw.text((text_x, 84 + 16 * k), line, fill="#c8c8c8", font=small)
+        draw.text((text_x, 104 + 16 * k), line, fill="#c8c8c8", font=small)
     draw.text((left, bottom + 4), "schedule: latent size per step", fill="#8a9099", font=small)
     for k, line in enumerate(textwrap.wrap(description, 36)[:2]):
         draw.text((left, 218 + 16 * k), line, fill="#e6e6e6", font=small)
     out = io.BytesIO()
     image.save(out, "JPEG", quality=80, optimize=True)
     return out.getvalue()
+
+
+def order_json() -> str:
+    """``web/templates.json``: the workflows' file stems in card order."""
+    return json.dumps({"order": [name for name, _, _ in TEMPLATES]}, indent=2) + "\n"
 
 
 def thumbnails(graphs: dict[str, Graph]) -> dict[str, bytes]:

@@ -1,5 +1,6 @@
 """Write (or ``--check``) the shipped workflow files from :func:`workflow_builders.build_all`: the UI and API
-JSON, and each workflow's template thumbnail ``workflows/<name>.jpg`` (see ``templates``)."""
+JSON, each workflow's template thumbnail ``workflows/<name>.jpg`` and the template browser's card order
+``web/templates.json`` (see ``templates``)."""
 from __future__ import annotations
 
 import argparse
@@ -15,7 +16,7 @@ from harness.paths import ROOT
 from harness.paths import WORKFLOWS as OUT_DIR
 
 from . import build_all
-from .templates import thumbnails
+from .templates import ORDER_FILE, order_json, thumbnails
 
 API_DIR = OUT_DIR / "api"
 #: a thumbnail on disk is current when, in every 16x16 block, its pixels are within this mean difference of the
@@ -29,6 +30,7 @@ def render() -> dict[Path, str]:
     for name, graph in build_all().items():
         files[OUT_DIR / f"{name}.json"] = json.dumps(graph.ui(), indent=2, ensure_ascii=False) + "\n"
         files[API_DIR / f"{name}.json"] = json.dumps(graph.api(), indent=2, ensure_ascii=False) + "\n"
+    files[ORDER_FILE] = order_json()
     return files
 
 

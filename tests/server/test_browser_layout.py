@@ -6,7 +6,8 @@
   typical user's window (1920x960: a 1920x1080 screen less the browser's bars);
 * node titles that name a node type are that type's display name;
 * the template browser's card for each workflow shows its thumbnail (``workflows/<name>.jpg``, served by
-  ComfyUI) and a description; the served list and image URLs answer;
+  ComfyUI) and a description, the cards in the order of ``templates.TEMPLATES`` (the server lists them in
+  the file system's order; ``web/swd.js`` sorts them); the served list and image URLs answer;
 * the missing-models list names every model file of a workflow with its folder, text encoders included
   (1.32.9: the "Missing Models" dialog; 1.49.6: the errors panel behind "View details").
 
@@ -27,6 +28,8 @@ from harness.paths import ARTIFACTS, PACK_DIR_NAME
 from harness.shipped_workflows import NAMES, ui
 from workflow_builders import templates
 
+CARD_ORDER_JS = """() => [...document.querySelectorAll('[role=dialog] [data-testid^="template-workflow-"]')]
+    .map(e => e.dataset.testid.slice('template-workflow-'.length))"""
 MISSING_JS = """() => {
     const visible = [...document.querySelectorAll('div, section, aside')]
         .filter(e => e.getClientRects().length > 0 && e.innerText && e.innerText.includes('Missing Models')
@@ -108,6 +111,10 @@ def test_template_cards_show_thumbnail_and_description(page):
     browser.close_dialogs(page)
     page.get_by_text("Templates", exact=True).first.click()
     page.get_by_role("dialog").get_by_text(PACK_DIR_NAME, exact=True).first.click()
+    page.locator(f'[data-testid="template-workflow-{NAMES[0]}"]').wait_for(state="attached", timeout=30_000)
+    order = page.evaluate(CARD_ORDER_JS)
+    page.wait_for_timeout(500)  # the first thumbnails drawn
+    page.screenshot(path=str(ARTIFACTS / "browser-template-cards-first.png"))
     shown = {}
     for name in NAMES:
         card = page.locator(f'[data-testid="template-workflow-{name}"]')
@@ -124,6 +131,7 @@ def test_template_cards_show_thumbnail_and_description(page):
     page.screenshot(path=str(ARTIFACTS / "browser-template-cards.png"))
     browser.close_dialogs(page)
     assert shown == {name: ([templates.SIZE, templates.SIZE], name, True) for name in NAMES}
+    assert order == [name for name, _, _ in templates.TEMPLATES]
     assert page.page_errors == []
 
 
