@@ -3,9 +3,9 @@ from . import feedback
 from ._api import ComfyExtension, io
 from .lora import SwDLoraLoader
 from .sampler import SamplerSwD, SwDSampler
-from .schedule import SwDSchedule, remember_prompt
+from .schedule import SwDSchedule, file_under_wrong_input, remember_prompt
 
-feedback.register_routes(remember_prompt)
+feedback.register_routes(remember_prompt, file_under_wrong_input)
 
 NODES: list[type[io.ComfyNode]] = [SwDSchedule, SwDSampler, SamplerSwD, SwDLoraLoader]
 

@@ -132,15 +132,20 @@ def preset_table() -> dict[str, dict[str, str]]:
             for name in swd_core.PRESETS}
 
 
-def register_routes(on_prompt) -> None:
-    """``GET /swd/presets`` on ComfyUI's server (also as ``/api/swd/presets``) and the ``on_prompt``
-    handler (`schedule.remember_prompt`); nothing without a server."""
+def register_routes(on_prompt, prompt_middleware) -> None:
+    """``GET /swd/presets`` and ``/swd/messages`` on ComfyUI's server (also under ``/api``), the ``on_prompt``
+    handler (`schedule.remember_prompt`) and POST /prompt's middleware (`schedule.file_under_wrong_input`);
+    nothing without a server."""
     srv = _server()
     if srv is None:
         return
     from aiohttp import web
 
     srv.add_on_prompt_handler(on_prompt)
+    if getattr(srv.app, "frozen", False):  # custom nodes load before the server starts; if not, the error stays
+        log.warning("the server is already running: SwD Schedule's errors stay under 'sigmas'")
+    else:
+        srv.app.middlewares.append(web.middleware(prompt_middleware))
 
     @srv.routes.get("/swd/presets")
     async def presets(_request):

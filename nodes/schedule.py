@@ -1,5 +1,6 @@
 """SwDSchedule: a published or custom SwD schedule, as SWD_SCHEDULE and stock SIGMAS."""
 import contextvars
+import json
 
 import torch
 
@@ -56,26 +57,28 @@ class SwDSchedule(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, sigmas):
-        """A bad custom schedule, reported once, under ``sigmas``.
+        """A bad custom schedule, reported once, under the input that is wrong.
 
-        ComfyUI (0.3.75 and 0.33) repeats a ``validate_inputs`` failure once per argument of
-        this method, so it takes one. ``preset`` and ``scales`` come from the prompt being
-        queued (`remember_prompt`, run by POST /prompt before it validates); where no prompt is
-        known the node checks the schedule when it runs.
+        ComfyUI (0.3.75 and 0.33) files a ``validate_inputs`` failure under every argument of this
+        method, so it takes one; ``preset`` and ``scales`` come from the prompt being queued
+        (`remember_prompt`, run by POST /prompt before it validates), and the input at fault is noted
+        for `file_under_wrong_input`, which moves the error there in POST /prompt's answer. Where no
+        prompt is known the node checks the schedule when it runs.
         """
         node_id = cls.hidden.unique_id if cls.hidden is not None else None
         inputs = (_PROMPT.get() or {}).get(str(node_id), {}).get("inputs", {})
         preset, scales = inputs.get("preset"), inputs.get("scales")
         if not isinstance(preset, str) or preset in swd_core.PRESETS:
             return True  # no prompt known (the node checks when it runs), or a published schedule
-        if preset != swd_core.CUSTOM:  # ComfyUI 0.33 refuses it first; 0.3.75 does not check a V3 combo's value
-            return f"SwD Schedule: unknown preset {preset!r}; known: {', '.join([*swd_core.PRESETS, swd_core.CUSTOM])}"
-        if not isinstance(scales, str) or not isinstance(sigmas, str):
+        if preset == swd_core.CUSTOM and not (isinstance(scales, str) and isinstance(sigmas, str)):
             return True  # linked text: checked when the node runs
-        try:
+        try:  # an unknown preset: ComfyUI 0.33 refuses it first; 0.3.75 does not check a V3 combo's value
             swd_core.get_schedule(preset, scales, sigmas)
         except swd_core.SwDError as e:
-            return f"SwD Schedule: custom: {e}"
+            wrong = _WRONG_INPUT.get()
+            if wrong is not None and e.field in ("preset", "scales"):
+                wrong[str(node_id)] = e.field
+            return f"SwD Schedule: {'custom: ' if preset == swd_core.CUSTOM else ''}{e}"
         return True
 
     @classmethod
@@ -86,6 +89,9 @@ class SwDSchedule(io.ComfyNode):
 
 #: The API prompt being queued, for `SwDSchedule.validate_inputs` (task-local: one per POST /prompt).
 _PROMPT: contextvars.ContextVar[dict | None] = contextvars.ContextVar("swd_prompt", default=None)
+#: SwD Schedule node id -> the input its bad custom schedule is wrong in, when that is not ``sigmas``
+#: (where ComfyUI files the error), noted while one POST /prompt validates (see `file_under_wrong_input`).
+_WRONG_INPUT: contextvars.ContextVar[dict | None] = contextvars.ContextVar("swd_wrong_input", default=None)
 
 
 def remember_prompt(json_data):
@@ -93,6 +99,41 @@ def remember_prompt(json_data):
     prompt = json_data.get("prompt") if isinstance(json_data, dict) else None
     _PROMPT.set(prompt if isinstance(prompt, dict) else {})
     return json_data
+
+
+async def file_under_wrong_input(request, handler):
+    """aiohttp middleware of POST /prompt: a bad custom schedule's error under the input that is wrong.
+
+    ComfyUI files SwD Schedule's validation error under ``sigmas`` (`SwDSchedule.validate_inputs`);
+    where ``scales`` or ``preset`` is at fault, this moves it there in the 400 answer's ``node_errors``,
+    which the frontends show by input (the input's slot, 1.49.6's "rejected the value for ..."), or drops
+    it where ComfyUI has already filed one there. Other requests, answers and nodes pass unchanged.
+    """
+    from aiohttp import web
+
+    if request.method != "POST" or request.path not in ("/prompt", "/api/prompt"):
+        return await handler(request)
+    wrong: dict[str, str] = {}
+    token = _WRONG_INPUT.set(wrong)
+    try:
+        response = await handler(request)
+    finally:
+        _WRONG_INPUT.reset(token)
+    if not wrong or response.status != 400 or not isinstance(getattr(response, "body", None), bytes):
+        return response
+    answer = json.loads(response.body)
+    for node_id, field in wrong.items():
+        errors = answer.get("node_errors", {}).get(node_id, {}).get("errors", [])
+        ours = [e for e in errors if e.get("type") == "custom_validation_failed"
+                and (e.get("extra_info") or {}).get("input_name") == "sigmas"]
+        said = any((e.get("extra_info") or {}).get("input_name") == field for e in errors)
+        for error in ours:
+            if said:  # ComfyUI 0.33 refuses an unknown preset itself ("Value not in list"): once is enough
+                errors.remove(error)
+                continue
+            error["extra_info"]["input_name"] = field
+            error["details"] = field + error.get("details", "")[len("sigmas"):]
+    return web.json_response(answer, status=response.status)
 
 
 def comfy_sigmas(schedule: swd_core.Schedule) -> list[float]:

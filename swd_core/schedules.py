@@ -26,34 +26,35 @@ MAX_STEPS = 64
 def validate(scales, sigmas) -> None:
     """Raise `SwDError` unless ``scales``/``sigmas`` form a usable schedule (see `Schedule`)."""
     if not scales:
-        raise SwDError("the schedule has no scales: give at least one latent size, e.g. '32, 64, 128'")
+        raise SwDError("the schedule has no scales: give at least one latent size, e.g. '32, 64, 128'", field="scales")
     if len(scales) > MAX_STEPS:
-        raise SwDError(f"the schedule has {len(scales)} steps; at most {MAX_STEPS} are supported")
+        raise SwDError(f"the schedule has {len(scales)} steps; at most {MAX_STEPS} are supported", field="scales")
     for s in scales:
         if isinstance(s, bool) or not isinstance(s, int):
-            raise SwDError(f"scale {s!r} is not a whole number of latent pixels")
+            raise SwDError(f"scale {s!r} is not a whole number of latent pixels", field="scales")
         if not 1 <= s <= MAX_LATENT_SIDE:
-            raise SwDError(f"scale {s} is outside 1..{MAX_LATENT_SIDE} latent pixels (x8 for image pixels)")
+            raise SwDError(f"scale {s} is outside 1..{MAX_LATENT_SIDE} latent pixels (x8 for image pixels)",
+                           field="scales")
     for a, b in zip(scales, scales[1:]):
         if b <= a:
-            raise SwDError(f"scales must increase step by step, but {a} is followed by {b}")
+            raise SwDError(f"scales must increase step by step, but {a} is followed by {b}", field="scales")
     if len(sigmas) != len(scales) + 1:
         raise SwDError(
             f"{len(scales)} scales need {len(scales) + 1} sigmas (one per step plus the final 0), "
-            f"got {len(sigmas)}"
+            f"got {len(sigmas)}", field="sigmas",
         )
     for s in sigmas:
         if isinstance(s, bool) or not isinstance(s, (int, float)) or not math.isfinite(s):
-            raise SwDError(f"sigma {s!r} is not a finite number")
+            raise SwDError(f"sigma {s!r} is not a finite number", field="sigmas")
     if sigmas[-1] != 0:
-        raise SwDError(f"the last sigma must be 0 (the clean image), got {sigmas[-1]}")
+        raise SwDError(f"the last sigma must be 0 (the clean image), got {sigmas[-1]}", field="sigmas")
     for s in sigmas[:-1]:
         if not 0 < s <= 1:
             raise SwDError(f"sigma {s} is outside (0, 1]: schedule values run from 1 (pure noise) to 0 (flow "
-                           f"noise levels, or DDPM times t/1000 for SDXL)")
+                           f"noise levels, or DDPM times t/1000 for SDXL)", field="sigmas")
     for a, b in zip(sigmas, sigmas[1:]):
         if b >= a:
-            raise SwDError(f"sigmas must decrease strictly, but {a} is followed by {b}")
+            raise SwDError(f"sigmas must decrease strictly, but {a} is followed by {b}", field="sigmas")
 
 
 @dataclass(frozen=True)
@@ -138,17 +139,17 @@ _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 def parse_numbers(text: str, what: str) -> list[float]:
     """Parse ``"1, 0.5 0.25"`` (commas and/or spaces, optional ``[]``) into floats."""
     if not isinstance(text, str):
-        raise SwDError(f"{what} must be text such as '32, 48, 64', got {type(text).__name__}")
+        raise SwDError(f"{what} must be text such as '32, 48, 64', got {type(text).__name__}", field=what)
     body = text.strip().strip("[]()").strip()
     if not body:
-        raise SwDError(f"{what} is empty: give comma-separated numbers such as '32, 48, 64'")
+        raise SwDError(f"{what} is empty: give comma-separated numbers such as '32, 48, 64'", field=what)
     items = [t for t in re.split(r"[,\s]+", body) if t]
     if not items:
-        raise SwDError(f"{what} has no numbers: give comma-separated numbers such as '32, 48, 64'")
+        raise SwDError(f"{what} has no numbers: give comma-separated numbers such as '32, 48, 64'", field=what)
     values = []
     for item in items:
         if not _NUMBER.fullmatch(item):
-            raise SwDError(f"{what}: {item!r} is not a number")
+            raise SwDError(f"{what}: {item!r} is not a number", field=what)
         values.append(float(item))
     return values
 
@@ -167,9 +168,10 @@ def schedule_from_values(raw_scales: Sequence[float], raw_sigmas: Sequence[float
     scales = []
     for s in raw_scales:
         if not float(s).is_integer():
-            raise SwDError(f"scales: {s:g} is not a whole number of latent pixels")
+            raise SwDError(f"scales: {s:g} is not a whole number of latent pixels", field="scales")
         if not 1 <= s <= MAX_LATENT_SIDE:
-            raise SwDError(f"scales: {s:g} is outside 1..{MAX_LATENT_SIDE} latent pixels (x8 for image pixels)")
+            raise SwDError(f"scales: {s:g} is outside 1..{MAX_LATENT_SIDE} latent pixels (x8 for image pixels)",
+                           field="scales")
         scales.append(int(s))
     sigmas = [float(s) for s in raw_sigmas]
     if sigmas and len(sigmas) == len(scales) and sigmas[-1] != 0:
@@ -182,7 +184,7 @@ def get_schedule(preset: str, scales_text: str = "", sigmas_text: str = "") -> S
     if preset == CUSTOM:
         return parse_schedule(scales_text, sigmas_text)
     if preset not in PRESETS:
-        raise SwDError(f"unknown preset {preset!r}; known: {', '.join([*PRESETS, CUSTOM])}")
+        raise SwDError(f"unknown preset {preset!r}; known: {', '.join([*PRESETS, CUSTOM])}", field="preset")
     return PRESETS[preset]
 
 

@@ -13,8 +13,9 @@ test-artifacts/feedback-<frontend>-<mode>-*.png.
   element is made from it and no script runs;
 * SwD Schedule's scales/sigmas fields hold the selected preset's values (FLUX, SDXL) and are
   disabled, and editable under ``custom``;
-* a bad custom schedule is reported once, under ``sigmas``, by the server (node_errors) and on the
-  page (1.32.9: the error dialog's message; 1.49.6: the toast naming the input);
+* a bad custom schedule is reported once, under the input that is wrong (``scales`` or ``sigmas``), by
+  the server (node_errors) and on the page (1.32.9: the error dialog's message; 1.49.6: the toast naming
+  the input; both: that input's slot marked);
 * each node's help page is served where the frontends look for it (/extensions/<pack>/docs/<node>.md)
   and opens with the pack's text: in the node library's help panel (1.32.9), in the selected node's Info
   tab of the properties panel (1.49.6, whose Parameters tab does not list the message box).
@@ -242,29 +243,38 @@ def test_schedule_fields_show_the_running_preset(feedback_server, page, preset):
     assert page.evaluate("(id) => app.graph.getNodeById(id).widgets[0].value", schedule) == "custom"
 
 
-def test_a_bad_custom_schedule_is_reported_once_under_sigmas(feedback_server, page):
+@pytest.mark.parametrize("scales,sigmas,cause,wrong", [
+    ("32, 64, 128", "1.0, 0.5, 0", "3 scales need 4 sigmas", "sigmas"),
+    ("64, 32, 128", "1.0, 0.8, 0.5, 0", "scales must increase", "scales"),
+])
+def test_a_bad_custom_schedule_is_reported_once_under_the_wrong_input(feedback_server, page, scales, sigmas,
+                                                                       cause, wrong):
+    other = {"scales": "sigmas", "sigmas": "scales"}[wrong]
     wf = workflow(feedback_server, BASIC, preset="custom")
     schedule = node_id(wf, "SwDSchedule")
-    next(n for n in wf["nodes"] if n["id"] == schedule)["widgets_values"][1:] = ["32, 64, 128", "1.0, 0.5, 0"]
+    next(n for n in wf["nodes"] if n["id"] == schedule)["widgets_values"][1:] = [scales, sigmas]
     output = load(page, wf)["output"]
     close_dialogs(page)
     status, response = feedback_server.queue(output)
     assert status == 400
     errors = response["node_errors"][str(schedule)]["errors"]
-    assert [e["extra_info"]["input_name"] for e in errors] == ["sigmas"], errors
-    assert "3 scales need 4 sigmas" in errors[0]["details"]
+    assert [e["extra_info"]["input_name"] for e in errors] == [wrong], errors
+    assert cause in errors[0]["details"] and errors[0]["details"].startswith(f"{wrong} - "), errors
     page.evaluate("async () => { await app.queuePrompt(0); }")
     # 1.32.9 opens an error dialog with the message; 1.49.6 a toast naming the input (its details panel
     # lists the server's errors, checked above)
-    page.wait_for_function("/3 scales need 4 sigmas|rejected the value for sigmas/.test(document.body.innerText)",
+    page.wait_for_function(f"/{cause}|rejected the value for {wrong}/.test(document.body.innerText)",
                            timeout=30_000)
     text = page.evaluate("document.body.innerText")
-    shot(page, "schedule-error")
-    if "3 scales need 4 sigmas" in text:
-        assert text.count("3 scales need 4 sigmas") == 1, text
+    marked = page.evaluate("(id) => app.graph.getNodeById(id).inputs.filter(i => i.hasErrors).map(i => i.name)",
+                           schedule)
+    shot(page, f"schedule-error-{wrong}")
+    if cause in text:
+        assert text.count(cause) == 1, text
     else:
-        assert text.count("rejected the value for sigmas") == 1, text
-        assert "value for scales" not in text and "value for preset" not in text, text
+        assert text.count(f"rejected the value for {wrong}") == 1, text
+        assert f"value for {other}" not in text and "value for preset" not in text, text
+    assert marked == [wrong]
     close_dialogs(page)
     assert page.page_errors == []
 

@@ -159,21 +159,25 @@ def validation_text(node_errors: dict, node_id: str, class_type: str) -> str:
 
 # --------------------------------------------------------------------------- validation time (400)
 
-@pytest.mark.parametrize("scales,sigmas,cause", [
-    ("32, 64, 128", "1.0, 0.9", "3 scales need 4 sigmas"),
-    ("32, 64, x", "1.0, 0.9, 0.6", "'x' is not a number"),
-    ("64, 32", "1.0, 0.5", "scales must increase"),
-    ("", "1.0, 0.5", "scales is empty"),
-    ("32, 64", "1.0, 1.5", "outside (0, 1]"),
-    ("32, 64, 128", "1.0, 0.5, 0.7", "sigmas must decrease strictly"),
-    ("32, 4096", "1.0, 0.5", "outside 1..1024"),
-    ("32.5, 64", "1.0, 0.5", "not a whole number"),
-    ("32, 64", "1.0, nan", "'nan' is not a number"),
+@pytest.mark.parametrize("scales,sigmas,cause,wrong", [
+    ("32, 64, 128", "1.0, 0.9", "3 scales need 4 sigmas", "sigmas"),
+    ("32, 64, x", "1.0, 0.9, 0.6", "'x' is not a number", "scales"),
+    ("64, 32", "1.0, 0.5", "scales must increase", "scales"),
+    ("", "1.0, 0.5", "scales is empty", "scales"),
+    ("32, 64", "1.0, 1.5", "outside (0, 1]", "sigmas"),
+    ("32, 64, 128", "1.0, 0.5, 0.7", "sigmas must decrease strictly", "sigmas"),
+    ("32, 4096", "1.0, 0.5", "outside 1..1024", "scales"),
+    ("32.5, 64", "1.0, 0.5", "not a whole number", "scales"),
+    ("32, 64", "1.0, nan", "'nan' is not a number", "sigmas"),
 ])
-def test_bad_custom_schedule_is_rejected_at_validation(faults, scales, sigmas, cause):
+def test_bad_custom_schedule_is_rejected_at_validation(faults, scales, sigmas, cause, wrong):
+    """Once, under the input that is wrong (ComfyUI files it under ``sigmas``; the pack's POST /prompt
+    middleware moves it)."""
     errors = faults.rejected(txt2img(preset="custom", scales=scales, sigmas=sigmas))
     text = validation_text(errors, "sched", "SwDSchedule")
     assert "SwD Schedule:" in text and cause in text, text
+    assert [(e["extra_info"]["input_name"], e["details"].split(" - ")[0]) for e in errors["sched"]["errors"]] == \
+        [(wrong, wrong)]
     faults.good()
 
 
@@ -215,6 +219,8 @@ def test_unknown_preset_is_rejected_at_validation(faults):
         assert "Value not in list" in text and "preset: 'SD9, 1 step' not in" in text, text
     else:
         assert "unknown preset 'SD9, 1 step'" in text, text
+    assert [e["extra_info"]["input_name"] for e in faults.rejected(txt2img(preset="SD9, 1 step"))["sched"]["errors"]] \
+        == ["preset"]
     faults.good()
 
 
