@@ -27,6 +27,8 @@ import logging
 import sys
 import threading
 
+from comfy_execution.graph_utils import is_link
+
 from .. import swd_core
 from ._api import ui
 
@@ -61,17 +63,13 @@ def send(node_id: str | None, lines: list[str]) -> None:
     srv.send_sync(EVENT, {"node": str(node_id), "text": ["\n".join(lines)]}, srv.client_id)
 
 
-def _is_link(value) -> bool:
-    return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], int)
-
-
 def signature(prompt: dict, node_id: str, memo: dict | None = None) -> str:
     """Node ``node_id`` of an API ``prompt`` as ComfyUI's cache keys its output: its class and input
     values, each link replaced by the linked node's signature (equal signatures: the same output)."""
     memo = {} if memo is None else memo
     if node_id not in memo:
         node = prompt[node_id]
-        inputs = {name: [signature(prompt, value[0], memo), value[1]] if _is_link(value) else value
+        inputs = {name: [signature(prompt, value[0], memo), value[1]] if is_link(value) else value
                   for name, value in node.get("inputs", {}).items()}
         text = json.dumps([node.get("class_type"), inputs], sort_keys=True, default=str)
         memo[node_id] = hashlib.sha256(text.encode()).hexdigest()
@@ -108,7 +106,7 @@ def shown(prompt: dict, node_id: str) -> list[str] | None:
     memo: dict = {}
     kind = prompt[node_id]["class_type"]
     users = [other for other, node in prompt.items()
-             if any(_is_link(v) and v[0] == node_id for v in node.get("inputs", {}).values())]
+             if any(is_link(v) and v[0] == node_id for v in node.get("inputs", {}).values())]
     with _SHOWN_LOCK:
         for runner in (node_id, *users):
             lines = _SHOWN.get((signature(prompt, runner, memo), kind))

@@ -9,7 +9,7 @@ what the host hands the pack (``extra_args``, the callback dict) still has the k
 reads. So a newer host shows each breakage as one failing test named after the symbol.
 
 Two more tests keep the list honest: an AST scan of the pack's source fails on a
-``comfy*``/``folder_paths``/``latent_preview``/``comfy_api`` name that is not listed (also such
+``comfy*``/``comfy_execution``/``folder_paths``/``latent_preview``/``comfy_api`` name that is not listed (also such
 a name written as a string, as ``swd_core`` names host classes), and on a listed name the pack
 no longer uses. The last tests feed the checker wrong entries and
 sources and assert that each is reported.
@@ -34,8 +34,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PACK_SOURCES = [ROOT / "__init__.py", *sorted((ROOT / "nodes").glob("*.py"))]
 # host-independent code names host classes only as strings ("comfy.model_base.SD3")
 STRING_SOURCES = [*PACK_SOURCES, *sorted((ROOT / "swd_core").glob("*.py"))]
-DOTTED_HOST_NAME = re.compile(r"(comfy|comfy_api|folder_paths|latent_preview)(\.\w+)+")
-HOST_MODULES = ("comfy", "comfy_api", "folder_paths", "latent_preview")
+DOTTED_HOST_NAME = re.compile(r"(comfy|comfy_api|comfy_execution|folder_paths|latent_preview)(\.\w+)+")
+HOST_MODULES = ("comfy", "comfy_api", "comfy_execution", "folder_paths", "latent_preview")
 KINDS = {"module", "callable", "class", "attribute", "instance_attribute", "dict_keys", "text_in"}
 
 SYMBOLS: list[dict] = tomllib.loads(DATA.read_text(encoding="utf-8"))["symbol"]
