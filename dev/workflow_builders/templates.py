@@ -9,7 +9,9 @@ titled with the name, its description the name with ``-``/``_`` as spaces, and i
 index or metadata for a pack's templates, and the listing order is the file system's (``glob``: hash order on
 ext4), so the order and the description are drawn INTO the thumbnail (a number and a line of text), and the
 pack's web extension puts the cards in this order (``web/templates.json``, written from :data:`TEMPLATES`;
-``web/swd.js`` sorts the pack's names as the frontend fetches them).
+``web/swd.js`` sorts the pack's names as the frontend fetches them). An open frontend pull request
+(Comfy-Org/ComfyUI_frontend#9284, 2026-02) would read titles and descriptions from an ``index.json`` in that
+folder; ComfyUI 0.3.75 and 0.33 would list such a file as a workflow named "index", so none is shipped.
 
 The picture is honest about the stand-in weights (they draw noise): it is the workflow's SwD schedule, one
 square per step at that step's latent size to scale, the last one the full size, with the cost of the steps
