@@ -21,6 +21,7 @@ import argparse
 import contextlib
 import datetime
 import time
+from pathlib import Path
 
 import torch
 
@@ -45,11 +46,17 @@ class PytorchAttentionHost(Host):
         self.models = paths.MODELS
 
 
-def conditioning(family: str, batch: int):
+def conditioning(family: str, batch: int, width: int = 1024, height: int = 1024):
+    """Random conditioning for a file stand-in (batch 1: ComfyUI repeats it for a larger batch); ``width`` and
+    ``height`` (the image's, in pixels) are what CLIPTextEncodeSDXL adds for SDXL, ignored otherwise."""
     g = torch.Generator().manual_seed(11)
     if family == "flux":  # the FLUX stand-in takes CLIP-L's 768-wide context; FluxGuidance 4.5
         return [[torch.randn(1, 20, 768, generator=g), {"pooled_output": torch.randn(1, 768, generator=g),
                                                          "guidance": 4.5}]]
+    if family == "sdxl":  # 77 tokens of CLIP-L + OpenCLIP-G (2048), OpenCLIP-G's pooled 1280, the size, no crop
+        return [[torch.randn(1, 77, 2048, generator=g),
+                 {"pooled_output": torch.randn(1, 1280, generator=g), "width": width, "height": height,
+                  "crop_w": 0, "crop_h": 0, "target_width": width, "target_height": height}]]
     return [[torch.randn(1, 30, 4096, generator=g), {"pooled_output": torch.randn(1, 2048, generator=g)}]]
 
 
@@ -147,14 +154,16 @@ def render(report: dict) -> str:
     return "\n".join(out)
 
 
-def write(section_text: str, section: str) -> None:
-    text = paths.BENCHMARKS_MD.read_text()
+def write(section_text: str, section: str, path: Path = paths.BENCHMARKS_MD) -> None:
+    """Put ``section_text`` between ``section``'s markers in ``path`` (BENCHMARKS.md), or append it."""
+    text = path.read_text() if path.exists() else ""
     begin, end = f"<!-- bench:{section}:begin -->", f"<!-- bench:{section}:end -->"
     if begin in text and end in text:
         text = text[:text.index(begin)] + section_text + text[text.index(end) + len(end):]
     else:
-        text = text.rstrip("\n") + "\n\n" + section_text + "\n"
-    paths.BENCHMARKS_MD.write_text(text)
+        text = (text.rstrip("\n") + "\n\n" if text else "") + section_text + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
 
 
 def main(argv=None) -> int:

@@ -17,8 +17,73 @@ from .flops import predicted_speedup, token_power_ratio
 from .measure import CpuLoad, PeakMemory, Stat, machine_info, sync, versions
 
 
-class CaseBench:
-    """Everything for one model/schedule: setup, the five kinds of run, the interleaved loop."""
+class Interleaved:
+    """Kinds of run timed in turn, one of each per repetition, on a possibly shared machine: the loop every
+    bench here shares (`CaseBench`; ``bench gguf``'s ``GGUFBench``).
+
+    A subclass sets ``device``, ``variants`` (the kinds, in order), ``label`` (the log's tag), ``log``,
+    ``max_other_load``, ``max_retries_per_rep`` and ``outputs`` (a dict), and runs a kind in
+    :meth:`run_kind` (default: its method ``run_<kind>``, returning when the device is idle).
+    """
+
+    def run_kind(self, kind: str):
+        return getattr(self, f"run_{kind}")()
+
+    def keep(self, kind: str, out, elapsed: float) -> tuple[float, list | None]:
+        """A kept run's time and per-step times (None: none) from its output; default: its wall time, and
+        the output kept in ``outputs``."""
+        self.outputs[kind] = out
+        return elapsed, None
+
+    def measure(self, kind: str, stat: Stat | None) -> float | None:
+        """One run of ``kind``; returns the cores other processes kept busy meanwhile (None: unknown)."""
+        with PeakMemory(self.device) as mem, CpuLoad() as load, torch.inference_mode():  # as ComfyUI's executor
+            sync(self.device)
+            t0 = time.perf_counter()
+            out = self.run_kind(kind)
+            elapsed = time.perf_counter() - t0
+        if stat is not None and load.other_cores is not None and load.other_cores > self.max_other_load \
+                and self.retries_left > 0:
+            self.retries_left -= 1
+            self.discarded[kind] = self.discarded.get(kind, 0) + 1
+            self.log(f"[{self.label}] {kind}: discarded, other processes kept {load.other_cores:.2f} cores "
+                     f"busy (> {self.max_other_load}); again")
+            return self.measure(kind, stat)
+        self.memory_method = mem.method
+        elapsed, steps = self.keep(kind, out, elapsed)
+        if stat is not None:
+            stat.times.append(elapsed)
+            stat.peaks.append(mem.peak)
+            stat.starts.append(mem.start)
+            if steps is not None:
+                stat.steps.append(steps)
+        return load.other_cores
+
+    def after_warmup(self) -> None:
+        """Called between the warm-up rounds and the timed repetitions."""
+
+    def repeat(self, reps: int, warmup: int) -> dict[str, Stat]:
+        """``warmup`` untimed rounds, then ``reps`` timed ones, each kind once per round; sets
+        ``other_cores`` (per repetition) and ``discarded`` (per kind)."""
+        stats = {k: Stat() for k in self.variants}
+        for r in range(warmup):
+            for kind in self.variants:
+                self.measure(kind, None)
+            self.log(f"[{self.label}] warm-up round {r + 1}/{warmup} done")
+        self.after_warmup()
+        self.other_cores, self.discarded = [], {}
+        self.retries_left = self.max_retries_per_rep * reps
+        for r in range(reps):
+            others = [self.measure(kind, stats[kind]) for kind in self.variants]
+            self.other_cores.append(None if None in others else max(others))
+            self.log(f"[{self.label}] repetition {r + 1}/{reps}: "
+                     + ", ".join(f"{k} {stats[k].times[-1]:.3f}s" for k in self.variants)
+                     + ("" if None in others else f" (other processes: up to {max(others):.2f} cores busy)"))
+        return stats
+
+
+class CaseBench(Interleaved):
+    """Everything for one model/schedule: setup, the five kinds of run (the loop: `Interleaved`)."""
 
     def __init__(self, host, case: Case, device: torch.device, dtype: torch.dtype, *, batch: int = 1,
                  seed: int = 0, baseline_steps: int | None = None, text_tokens: int | None = None,
@@ -31,6 +96,7 @@ class CaseBench:
         self.max_other_load, self.max_retries_per_rep = max_other_load, max_retries_per_rep
         self.host, self.case, self.device, self.dtype = host, case, device, dtype
         self.batch, self.seed, self.log = batch, seed, log
+        self.label = case.key
         self.baseline_steps = family_baseline_steps(self.family) if baseline_steps is None else baseline_steps
         self.text_tokens = self.family.TEXT_TOKENS if text_tokens is None else text_tokens
 
@@ -112,54 +178,20 @@ class CaseBench:
         sync(self.device)
         return latents
 
-    def measure(self, kind: str, stat: Stat | None) -> float | None:
-        """One run of ``kind``; returns the cores other processes kept busy meanwhile (None: unknown)."""
-        fn = getattr(self, f"run_{kind}")
-        with PeakMemory(self.device) as mem, CpuLoad() as load, torch.inference_mode():  # as ComfyUI's executor
-            sync(self.device)
-            t0 = time.perf_counter()
-            out = fn()
-            elapsed = time.perf_counter() - t0
-        if stat is not None and load.other_cores is not None and load.other_cores > self.max_other_load \
-                and self.retries_left > 0:
-            self.retries_left -= 1
-            self.discarded[kind] = self.discarded.get(kind, 0) + 1
-            self.log(f"[{self.case.key}] {kind}: discarded, other processes kept {load.other_cores:.2f} cores "
-                     f"busy (> {self.max_other_load}); again")
-            return self.measure(kind, stat)
-        self.memory_method = mem.method
-        if kind == "bare":
-            elapsed = sum(out)
-        else:
-            self.outputs[kind] = out
-        if stat is not None:
-            stat.times.append(elapsed)
-            stat.peaks.append(mem.peak)
-            stat.starts.append(mem.start)
-            if kind == "bare":
-                stat.steps.append(out)
-        return load.other_cores
+    def keep(self, kind: str, out, elapsed: float) -> tuple[float, list | None]:
+        if kind == "bare":  # the sum of the forwards' own times, and each step's
+            return sum(out), out
+        return super().keep(kind, out, elapsed)
 
-    def run(self, reps: int, warmup: int) -> dict:
-        self.setup()
-        stats = {k: Stat() for k in self.variants}
-        for r in range(warmup):
-            for kind in self.variants:
-                self.measure(kind, None)
-            self.log(f"[{self.case.key}] warm-up round {r + 1}/{warmup} done")
+    def after_warmup(self) -> None:
         # how much of ComfyUI's model sits on its GPU (1.0 = fully loaded, no lowvram weight streaming);
         # on the CPU the weights compute where they are stored: None
         self.comfy_loaded = (self.patcher.loaded_size() / max(1, self.patcher.model_size())
                              if self.comfy_device.type != "cpu" else None)
-        self.other_cores, self.discarded = [], {}
-        self.retries_left = self.max_retries_per_rep * reps
-        for r in range(reps):
-            others = [self.measure(kind, stats[kind]) for kind in self.variants]
-            self.other_cores.append(None if None in others else max(others))
-            self.log(f"[{self.case.key}] repetition {r + 1}/{reps}: "
-                     + ", ".join(f"{k} {stats[k].times[-1]:.3f}s" for k in self.variants)
-                     + ("" if None in others else f" (other processes: up to {max(others):.2f} cores busy)"))
-        return self.result(stats, reps, warmup)
+
+    def run(self, reps: int, warmup: int) -> dict:
+        self.setup()
+        return self.result(self.repeat(reps, warmup), reps, warmup)
 
     def _ratios(self, s: dict, t_steps: list[float]) -> dict:
         fm, steps, t_full = self.flop_model, len(self.sizes), t_steps[-1]

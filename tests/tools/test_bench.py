@@ -18,8 +18,9 @@ from diffusers import FluxTransformer2DModel, SD3Transformer2DModel, UNet2DCondi
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench import cases, flux, report, runner, sd3, sdxl
+from bench import cases, flux, gguf, report, runner, sd3, sdxl
 from bench.flops import image_tokens, predicted_speedup, token_power_ratio
+from harness import third_party
 from harness.paths import COMFYUI, DEV, PYLIB, ROOT
 from harness.reference.flux import velocity as flux_velocity
 
@@ -395,3 +396,74 @@ def test_sdxl_gpu_code_path_tiny_in_process(host, tmp_path):
     assert "## CPU: SDXL\n\nPending" in text
     assert [text.index(report.BEGIN.format(s)) for s in report.SECTIONS] == sorted(
         text.index(report.BEGIN.format(s)) for s in report.SECTIONS)
+
+
+# ---------------------------------------------------------------- GGUF (bench gguf)
+
+needs_gguf = pytest.mark.skipif(third_party.installed("ComfyUI-GGUF") is None,
+                                reason="ComfyUI-GGUF is not in .host/custom_nodes (scripts/dev.py setup copies it "
+                                       "from ../shared/third_party): nothing to benchmark")
+
+
+def check_gguf_family(r: dict, table):
+    """One family's runs: full precision, Q8_0, Q4_0 (each + the SwD LoRA), one repetition each, and its table."""
+    runs = r["runs"]
+    assert list(runs) == list(gguf.KINDS) == ["full", "Q8_0", "Q4_0"]
+    assert [run["loader"] for run in runs.values()] == ["UNETLoader", "UnetLoaderGGUF", "UnetLoaderGGUF"]
+    for run in runs.values():
+        assert len(run["times_s"]) == r["reps"] == 1
+        assert 0 < run["median_s"] < math.inf and run["peak_bytes"] > 0
+        assert run["time_vs_full"] == pytest.approx(run["median_s"] / runs["full"]["median_s"])
+    assert runs["full"]["time_vs_full"] == runs["full"]["footprint_vs_full"] == 1.0
+    # ComfyUI's size of the weights: the GGUF files' packed bytes, 4 bits below 8 below full precision
+    assert runs["Q4_0"]["weights_bytes"] < runs["Q8_0"]["weights_bytes"] < runs["full"]["weights_bytes"]
+    assert runs["full"]["latent_vs_full"] == 0
+    assert 0 < runs["Q8_0"]["latent_vs_full"] < 0.05  # the same image, to the quantisation error (test_gguf.py)
+    assert len(table) == 2 + len(runs)
+    assert [float(row[2]) for row in table[2:]] == [pytest.approx(run["median_s"], abs=1e-3) for run in runs.values()]
+    assert [float(row[4]) for row in table[2:]] == [pytest.approx(run["time_vs_full"], abs=0.01)
+                                                    for run in runs.values()]
+
+
+@needs_gguf
+def test_gguf_gpu_code_path_tiny_in_process(host):
+    """`bench gguf --mode gpu --tiny` in this process (on the CPU here): SwD Sampler on the SD3.5 stand-in loaded by
+    UNETLoader and by UnetLoaderGGUF (Q8_0, Q4_0), each + the SwD LoRA, one repetition, and the GPU section."""
+    gguf.gguf_host(host)
+    results = gguf.run(host, "gpu", True, families=("sd3",), reps=1, warmup=0, command="--mode gpu --tiny",
+                       log=lambda *a: None)
+    (r,) = results["families"]
+    assert r["family"] == "sd3" and r["pixels"] == 64 and r["latent"] == [1, 16, 8, 8] and r["steps"] == 6
+    section = gguf.render(results)
+    assert section.startswith("<!-- bench:gguf-gpu:begin -->\n## GGUF (GPU): SwD Sampler on Q8_0 / Q4_0 beside full "
+                              "precision (tiny smoke run")
+    assert section.endswith("<!-- bench:gguf-gpu:end -->")
+    (table,) = tables(section)
+    check_gguf_family(r, table)
+
+
+@needs_gguf
+def test_gguf_cli_tiny_cpu_run(tmp_path):
+    """`python -m bench gguf --tiny` as scripts/dev.py runs it: the JSON, the CPU section and the GPU one pending
+    in the report file; a second run rewrites its own section and keeps the rest."""
+    out, raw = tmp_path / "B.md", tmp_path / "r.json"
+    env = dict(os.environ, COMFYUI_PATH=str(COMFYUI), PYTHONPATH=os.pathsep.join([str(DEV), str(PYLIB)]))
+    out.write_text("# kept\n\n<!-- bench:other:begin -->\nother\n<!-- bench:other:end -->\n")
+    proc = subprocess.run([sys.executable, "-m", "bench", "gguf", "--tiny", "--family", "sd3", "--reps", "1",
+                           "--warmup", "0", "--retries", "0", "--out", str(out), "--json", str(raw)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (r,) = json.loads(raw.read_text())["families"]
+    text = out.read_text()
+    assert text.startswith("# kept\n\n<!-- bench:other:begin -->\nother\n<!-- bench:other:end -->\n\n")
+    cpu = text[text.index("<!-- bench:gguf-cpu:begin -->"):text.index("<!-- bench:gguf-cpu:end -->")]
+    assert "with `python3 scripts/dev.py bench gguf --tiny --family sd3 --reps 1 --warmup 0 --retries 0 " in cpu
+    (table,) = tables(cpu)
+    check_gguf_family(r, table)
+    assert gguf.pending("gpu") in text and text.index("gguf-cpu:begin") < text.index("gguf-gpu:begin")
+    assert "Pending: rerun with `python3 scripts/dev.py bench gguf --mode gpu` on a CUDA machine" in text
+    # the bench's own writer puts a section back where it was
+    from bench.compile import write
+
+    write(cpu + "<!-- bench:gguf-cpu:end -->", "gguf-cpu", out)
+    assert out.read_text() == text
