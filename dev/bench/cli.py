@@ -53,16 +53,21 @@ def parser() -> argparse.ArgumentParser:
                     help="auto: when ComfyUI's attention is not PyTorch SDPA (its CPU default), time the "
                          "scale-wise runs again in a second process with --pytorch-attention, the kernel "
                          "diffusers uses (default auto)")
+    add_shared_options(ap, over="the case", json_name="<mode>[-tiny]")
+    ap.add_argument("--comfyui", type=Path, default=paths.COMFYUI)
+    return ap
+
+
+def add_shared_options(ap: argparse.ArgumentParser, over: str, json_name: str) -> None:
+    """The options every interleaved bench takes: the shared-machine discard rule and where results go."""
     ap.add_argument("--max-other-load", type=float, default=0.2,
                     help="a timed run during which other processes kept more than this many cores busy is "
                          "discarded and repeated (default 0.2; for shared machines)")
     ap.add_argument("--retries", type=int, default=4,
-                    help="discarded runs allowed per repetition, in total over the case (default 4)")
+                    help=f"discarded runs allowed per repetition, in total over {over} (default 4)")
     ap.add_argument("--out", type=Path, help="markdown file (default BENCHMARKS.md; tiny: "
                                              "bench/results/BENCHMARKS-tiny.md; '-': none)")
-    ap.add_argument("--json", type=Path, help="raw results (default bench/results/<mode>[-tiny].json)")
-    ap.add_argument("--comfyui", type=Path, default=paths.COMFYUI)
-    return ap
+    ap.add_argument("--json", type=Path, help=f"raw results (default bench/results/{json_name}.json)")
 
 
 def sdpa_pass(args, child_json: Path) -> list[dict]:

@@ -23,7 +23,6 @@ import json
 import shlex
 import sys
 import time
-from pathlib import Path
 
 import torch
 
@@ -32,6 +31,7 @@ from harness.standins import gguf_files
 
 from . import compile as standin_runs  # the file stand-ins' table, conditioning and section writer
 from .cases import FAMILIES as BENCH_FAMILIES
+from .cli import add_shared_options
 from .measure import machine_info, sync, versions
 from .report import _f, _load_note, _mib
 from .runner import Interleaved
@@ -252,14 +252,7 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=5, help="timed repetitions (medians; default 5)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default 1)")
     ap.add_argument("--size", type=int, help="final image side in pixels (default: CPU 256, GPU 1024, tiny 64)")
-    ap.add_argument("--max-other-load", type=float, default=0.2,
-                    help="a timed run during which other processes kept more than this many cores busy is "
-                         "discarded and repeated (default 0.2; for shared machines)")
-    ap.add_argument("--retries", type=int, default=4,
-                    help="discarded runs allowed per repetition, in total over a family (default 4)")
-    ap.add_argument("--out", type=Path, help="markdown file (default BENCHMARKS.md; tiny: "
-                                             "bench/results/BENCHMARKS-tiny.md; '-': none)")
-    ap.add_argument("--json", type=Path, help="raw results (default bench/results/gguf-<mode>[-tiny].json)")
+    add_shared_options(ap, over="a family", json_name="gguf-<mode>[-tiny]")
     args = ap.parse_args(argv)
     if args.reps < 1 or args.warmup < 0:
         ap.error("--reps must be >= 1 and --warmup >= 0")
