@@ -33,7 +33,7 @@ from . import compile as standin_runs  # the file stand-ins' table, conditioning
 from .cases import FAMILIES as BENCH_FAMILIES
 from .cli import add_shared_options
 from .measure import machine_info, sync, versions
-from .report import _f, _load_note, _mib
+from .report import load_note, mib, num
 from .runner import Interleaved
 
 KINDS = ("full", *gguf_files.QTYPES)
@@ -191,15 +191,15 @@ def render_family(r: dict) -> list[str]:
         note = f" ComfyUI's models on the GPU: at least {100 * min(loaded):.0f}% of their weights"
         note += " (**partially loaded: ComfyUI streams weights, not comparable**)." if min(loaded) < 0.999 else "."
     lines = [f"**{r['name']}** (\"{r['preset']}\", {r['steps']} steps, {r['pixels']}x{r['pixels']} px): "
-             f"median of {r['reps']} after {r['warmup']} warm-up round(s)." + _load_note(r) + note, "",
+             f"median of {r['reps']} after {r['warmup']} warm-up round(s)." + load_note(r) + note, "",
              f"| run | weights MiB | median s | min–max s | time / full | {peak[0]} | {peak[1]} | "
              "weights + Δ MiB | weights + Δ / full | latent vs full |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for kind, run in r["runs"].items():
-        lines.append(f"| {_label(kind, run)} | {_mib(run['weights_bytes'])} | {_f(run['median_s'], 3)} | "
-                     f"{_f(run['min_s'], 3)}–{_f(run['max_s'], 3)} | {_f(run['time_vs_full'])} | "
-                     f"{_mib(run['peak_bytes'])} | {_mib(run['peak_over_start_bytes'])} | "
-                     f"{_mib(run['footprint_bytes'])} | {_f(run['footprint_vs_full'])} | "
+        lines.append(f"| {_label(kind, run)} | {mib(run['weights_bytes'])} | {num(run['median_s'], 3)} | "
+                     f"{num(run['min_s'], 3)}–{num(run['max_s'], 3)} | {num(run['time_vs_full'])} | "
+                     f"{mib(run['peak_bytes'])} | {mib(run['peak_over_start_bytes'])} | "
+                     f"{mib(run['footprint_bytes'])} | {num(run['footprint_vs_full'])} | "
                      + ("—" if kind == "full" else f"{run['latent_vs_full']:.1e}") + " |")
     return [*lines, ""]
 

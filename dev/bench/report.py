@@ -35,11 +35,13 @@ LAUNCHER = "python3 scripts/dev.py bench"
 RUNS = "PYTHONPATH=dev .venv/bin/python -m bench"
 
 
-def _f(x: float, nd: int = 2) -> str:
+def num(x: float, nd: int = 2) -> str:
+    """``x`` with ``nd`` decimals, or "n/a"."""
     return f"{x:.{nd}f}" if math.isfinite(x) else "n/a"
 
 
-def _mib(b: int) -> str:
+def mib(b: int) -> str:
+    """Bytes as whole MiB."""
     return f"{b / 2 ** 20:.0f}"
 
 
@@ -56,7 +58,7 @@ def _loaded_note(fraction) -> str:
     return note + "."
 
 
-def _load_note(r: dict) -> str:
+def load_note(r: dict) -> str:
     """What other processes did to the CPUs during the kept runs, and how many runs were thrown away."""
     other = [x for x in r.get("other_cores_busy") or [] if x is not None]
     if not other:
@@ -97,9 +99,9 @@ def _run_rows(r: dict, mem: bool = True) -> list[str]:
         if k not in runs:
             continue
         x = runs[k]
-        rows.append(f"| {labels[k][0]} | {labels[k][1]} | {_f(x['median_s'], 3)} | "
-                    f"{_f(x['min_s'], 3)}–{_f(x['max_s'], 3)} |"
-                    + (f" {_mib(x['peak_bytes'])} | {_mib(x['peak_over_start_bytes'])} |" if mem else ""))
+        rows.append(f"| {labels[k][0]} | {labels[k][1]} | {num(x['median_s'], 3)} | "
+                    f"{num(x['min_s'], 3)}–{num(x['max_s'], 3)} |"
+                    + (f" {mib(x['peak_bytes'])} | {mib(x['peak_over_start_bytes'])} |" if mem else ""))
     return rows
 
 
@@ -109,17 +111,17 @@ def _ratio_rows(r: dict) -> list[str]:
     rows = [
         "| ratio | measured (medians) | ratio of minimums | FLOP model | from measured forwards | goal | met |",
         "|---|---|---|---|---|---|---|",
-        f"| overhead: `SwDSampler` / bare forwards | {_f(o['measured'], 3)} | {_f(o['measured_min'], 3)} | 1.000 | "
+        f"| overhead: `SwDSampler` / bare forwards | {num(o['measured'], 3)} | {num(o['measured_min'], 3)} | 1.000 | "
         f"1.000 | ≤ 1.05 | {_ok(o['met'])} |",
     ]
     for key, label in (("speedup_same", f"same {len(r['sizes'])} sigmas at full size"),
                        ("speedup_base28", f"{r['baseline_steps']}-step baseline")):
         if key in ratios:
             x = ratios[key]
-            rows.append(f"| speedup: {label} / `SwDSampler` | {_f(x['measured'])} | {_f(x['measured_min'])} | "
-                        f"{_f(x['flops'])} | "
-                        f"{_f(x['forwards'])} | within 10% of FLOPs ({x['off_by']:+.0%}) | {_ok(x['met'])} |")
-    rows.append(f"| peer: diffusers loop / `SwDSampler` | {_f(p['measured'])} | {_f(p['measured_min'])} | 1.00 | — | "
+            rows.append(f"| speedup: {label} / `SwDSampler` | {num(x['measured'])} | {num(x['measured_min'])} | "
+                        f"{num(x['flops'])} | "
+                        f"{num(x['forwards'])} | within 10% of FLOPs ({x['off_by']:+.0%}) | {_ok(x['met'])} |")
+    rows.append(f"| peer: diffusers loop / `SwDSampler` | {num(p['measured'])} | {num(p['measured_min'])} | 1.00 | — | "
                 f"≥ 1.0 | {_ok(p['met'])} |")
     return rows
 
@@ -130,10 +132,10 @@ def _gpu_lines(r: dict) -> list[str]:
     mem = "VRAM" if r["device"].startswith("cuda") else "memory (RSS rise; no GPU here)"
     weights = r["params"] * torch.empty((), dtype=getattr(torch, r["dtype"])).element_size()
     swd = runs["swd"]
-    base = (f" ({r['baseline_steps']}-step baseline: {_f(runs['base28']['median_s'], 3)} s)"
+    base = (f" ({r['baseline_steps']}-step baseline: {num(runs['base28']['median_s'], 3)} s)"
             if "base28" in runs else "")
     return [
-        f"**Seconds per image** (`SwDSampler`, batch {r['batch']}): {_f(swd['median_s'], 3)} s{base}. "
+        f"**Seconds per image** (`SwDSampler`, batch {r['batch']}): {num(swd['median_s'], 3)} s{base}. "
         f"**Peak {mem} of a `SwDSampler` run** ≈ ComfyUI's weights {weights / 2 ** 30:.2f} GiB + its working "
         f"memory {swd['peak_over_start_bytes'] / 2 ** 30:.2f} GiB = "
         f"{(weights + swd['peak_over_start_bytes']) / 2 ** 30:.2f} GiB (the table's absolute peaks also "
@@ -151,7 +153,7 @@ def _sdpa_lines(r: dict) -> list[str]:
         f"**Same attention kernel as diffusers**: ComfyUI picks `{r['comfy_attention']}` here by default; a "
         f"second process with ComfyUI's `--use-pytorch-cross-attention` (`{sdpa['comfy_attention']}`, the "
         f"kernel diffusers uses and ComfyUI's default on NVIDIA) timed the scale-wise runs again "
-        f"(median of {sdpa['reps']} after {sdpa['warmup']} warm-up round(s)." + _load_note(sdpa) + ")",
+        f"(median of {sdpa['reps']} after {sdpa['warmup']} warm-up round(s)." + load_note(sdpa) + ")",
         "",
         *_run_rows(sdpa, mem=False),
         "",
@@ -188,7 +190,7 @@ def render_case(r: dict, mode: str) -> str:
         f"- Attention: ComfyUI `{r['comfy_attention']}`, diffusers `{r['diffusers_attention']}`. "
         f"Memory: {r['memory_method']}." + _loaded_note(r.get("comfy_loaded_fraction")),
         f"- Repetitions: median of {r['reps']} after {r['warmup']} warm-up round(s), runs interleaved."
-        + _load_note(r),
+        + load_note(r),
         "",
         *_run_rows(r),
         "",
@@ -198,8 +200,8 @@ def render_case(r: dict, mode: str) -> str:
     notes = []
     if "stock_overhead_same" in ratios and "stock_overhead_base28" in ratios:
         notes.append(f"Stock ComfyUI's own overhead over the same bare forward: `SamplerCustom` {steps} steps "
-                     f"{_f(ratios['stock_overhead_same']['measured'], 3)}, {r['baseline_steps']} steps "
-                     f"{_f(ratios['stock_overhead_base28']['measured'], 3)}.")
+                     f"{num(ratios['stock_overhead_same']['measured'], 3)}, {r['baseline_steps']} steps "
+                     f"{num(ratios['stock_overhead_base28']['measured'], 3)}.")
     notes.append(f"SwD's final latent vs the diffusers loop's (same weights, seed and noise stream): max |Δ| = "
                  f"{r['swd_vs_diffusers_max_abs']:.2e}.")
     lines += [" ".join(notes), ""]
