@@ -120,3 +120,20 @@ def test_sampling_turns_off_the_aot_autograd_cache(host):
             assert functorch_config.enable_autograd_cache == before
     finally:
         hints.ENABLED = old
+
+
+def test_the_torch_bug_the_workaround_is_for_is_still_there():
+    """``dev/repro/aot_autograd_cache_linspace.py`` (plain torch) still gets a wrong compiled linspace at the
+    third size with AOTAutograd's cache on, and the right one with it off: when a torch release fixes the
+    bug, this fails and the cache need not be turned off any more (``nodes/compile_hints.py``)."""
+    import torch._functorch.config as functorch_config
+    from repro import aot_autograd_cache_linspace as repro
+
+    with functorch_config.patch(enable_autograd_cache=True):
+        with_cache = repro.differences()
+    with functorch_config.patch(enable_autograd_cache=False):
+        without_cache = repro.differences()
+    torch._dynamo.reset()
+    print(f"with AOTAutograd's cache {with_cache}, without {without_cache}")
+    assert without_cache == [0.0, 0.0, 0.0]
+    assert with_cache[:2] == [0.0, 0.0] and with_cache[2] > 1.0
