@@ -33,8 +33,13 @@ from .measure import machine_info, versions
 SEQUENCE = ((256, 256, 1), (384, 256, 1), (256, 384, 1), (256, 256, 2))  # (width, height, batch), pixels
 KINDS = ("swd", "swd-unmarked", "stock")
 MODELS = {"sd3": (paths.SD3_DIFFUSION_MODEL, paths.SD3_LORA, "SD3.5 Large, 6 steps"),
-          "flux": (paths.FLUX_DIFFUSION_MODEL, paths.FLUX_LORA, "FLUX.1-dev, 4 steps")}
-SECTION = "compile-{}"
+          "flux": (paths.FLUX_DIFFUSION_MODEL, paths.FLUX_LORA, "FLUX.1-dev, 4 steps"),
+          "sdxl": (paths.SDXL_DIFFUSION_MODEL, paths.SDXL_LORA, "SDXL, 4 steps")}
+LATENT_CHANNELS = {"sd3": 16, "flux": 16, "sdxl": 4}
+#: one section per mode and family, so that a family's rerun leaves the others' figures in place
+SECTION = "compile-{mode}-{family}"
+#: what BENCHMARKS.md holds for a mode until a family of it is measured
+PENDING_SECTION = "compile-{mode}"
 
 
 class PytorchAttentionHost(Host):
@@ -78,7 +83,7 @@ def model_for(host: Host, family: str):
 def image(host: Host, model, kind: str, family: str, width: int, height: int, batch: int, seed: int):
     preset = MODELS[family][2]
     sched, sigmas = host.node("SwDSchedule").execute(preset, "", "").args
-    latent = {"samples": torch.zeros(batch, 16, height // 8, width // 8)}
+    latent = {"samples": torch.zeros(batch, LATENT_CHANNELS[family], height // 8, width // 8)}
     cond = conditioning(family, batch)
     if kind == "stock":
         sampler = host.node("KSamplerSelect").execute("euler").args[0]
@@ -126,11 +131,13 @@ def run_kind(host: Host, family: str, kind: str, log=print) -> list[dict]:
     return rows
 
 
-def render(report: dict) -> str:
-    m, v = report["machine"], report["versions"]
-    out = [f"<!-- bench:{report['section']}:begin -->",
-           f"## torch.compile ({report['mode'].upper()}): compilations over a sequence of sizes", "",
-           f"Measured {report['date']} with `python3 scripts/dev.py bench compile --mode {report['mode']}` "
+def render(report: dict, family: str) -> str:
+    """``family``'s section of BENCHMARKS.md from ``report``."""
+    m, v, mode = report["machine"], report["versions"], report["mode"]
+    section = SECTION.format(mode=mode, family=family)
+    out = [f"<!-- bench:{section}:begin -->",
+           f"## torch.compile ({mode.upper()}), {family}: compilations over a sequence of sizes", "",
+           f"Measured {report['date']} with `python3 scripts/dev.py bench compile --mode {mode} --family {family}` "
            f"(`dev/bench/compile.py`). Machine: {m['cpu']}, {m['cpus_usable']} usable CPUs, GPU: {m['gpu'] or 'none'}; "
            f"torch {v['torch']}, ComfyUI {v['comfyui']}, pack {v['pack_commit']}. The file stand-ins (tiny "
            f"random models: the times are compile and framework overhead, not model work), SwD LoRA Loader, "
@@ -141,27 +148,30 @@ def render(report: dict) -> str:
            "the hints off (the behaviour before them), `stock` SamplerCustom + euler with SwD's sigmas at full size. "
            "ComfyUI with `--use-pytorch-cross-attention` (its NVIDIA default; its CPU default attention breaks the "
            "graph to read the free memory and guards on it: 19 graphs for the first image).", ""]
-    for family, kinds in report["results"].items():
-        heads = [f"{r['width']}x{r['height']}" + (f" b{r['batch']}" if r["batch"] > 1 else "")
-                 + ("" if r["round"] == 1 else " (again)") for r in next(iter(kinds.values()))]
-        out += [f"**{family}** ({MODELS[family][2]}):", "", "| run | " + " | ".join(heads) + " | graphs |",
-                "|---|" + "---|" * (len(heads) + 1)]
-        for kind, rows in kinds.items():
-            cells = [f"{r['wall_s']:.1f} s, +{r['new_graphs']}" for r in rows]
-            out.append(f"| {kind} | " + " | ".join(cells) + f" | {rows[-1]['graphs']} |")
-        out.append("")
-    out.append(f"<!-- bench:{report['section']}:end -->")
+    kinds = report["results"][family]
+    heads = [f"{r['width']}x{r['height']}" + (f" b{r['batch']}" if r["batch"] > 1 else "")
+             + ("" if r["round"] == 1 else " (again)") for r in next(iter(kinds.values()))]
+    out += [f"**{family}** ({MODELS[family][2]}):", "", "| run | " + " | ".join(heads) + " | graphs |",
+            "|---|" + "---|" * (len(heads) + 1)]
+    for kind, rows in kinds.items():
+        cells = [f"{r['wall_s']:.1f} s, +{r['new_graphs']}" for r in rows]
+        out.append(f"| {kind} | " + " | ".join(cells) + f" | {rows[-1]['graphs']} |")
+    out += ["", f"<!-- bench:{section}:end -->"]
     return "\n".join(out)
 
 
 def write(section_text: str, section: str, path: Path = paths.BENCHMARKS_MD) -> None:
-    """Put ``section_text`` between ``section``'s markers in ``path`` (BENCHMARKS.md), or append it."""
+    """Put ``section_text`` between ``section``'s markers in ``path`` (BENCHMARKS.md), or append it; an empty
+    ``section_text`` removes the section."""
     text = path.read_text() if path.exists() else ""
     begin, end = f"<!-- bench:{section}:begin -->", f"<!-- bench:{section}:end -->"
     if begin in text and end in text:
-        text = text[:text.index(begin)] + section_text + text[text.index(end) + len(end):]
-    else:
+        head, tail = text[:text.index(begin)], text[text.index(end) + len(end):]
+        text = head + section_text + tail if section_text else (head + tail.lstrip("\n")).rstrip("\n") + "\n"
+    elif section_text:
         text = (text.rstrip("\n") + "\n\n" if text else "") + section_text + "\n"
+    else:
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
 
@@ -179,13 +189,15 @@ def main(argv=None) -> int:
     host = PytorchAttentionHost()
     families = list(MODELS) if args.family == "all" else [args.family]
     results = {f: {k: run_kind(host, f, k) for k in args.kinds.split(",")} for f in families}
-    report = {"mode": args.mode, "section": SECTION.format(args.mode), "results": results,
-              "date": datetime.date.today().isoformat(), "machine": machine_info(), "versions": versions(paths.ROOT),
-              "wall_s": time.perf_counter() - t0}
-    text = render(report)
-    print(text)
-    if not args.no_write:
-        write(text, report["section"])
+    report = {"mode": args.mode, "results": results, "date": datetime.date.today().isoformat(),
+              "machine": machine_info(), "versions": versions(paths.ROOT), "wall_s": time.perf_counter() - t0}
+    for family in families:
+        text = render(report, family)
+        print(text)
+        if not args.no_write:
+            write(text, SECTION.format(mode=args.mode, family=family))
+    if not args.no_write:  # measured now: the mode's "pending" note goes
+        write("", PENDING_SECTION.format(mode=args.mode))
     return 0
 
 

@@ -316,7 +316,7 @@ def update_benchmarks(path: Path, mode: str, section: str, swd_core) -> str:
             sections[m] = old[old.index(b):old.index(e) + len(e)]
         else:
             sections[m] = pending_section(m, swd_core)
-    # sections other benches write (``bench compile``: ``compile-cpu``, ...) are kept as they are, after these
+    # sections other benches write (``bench compile``: ``compile-cpu-sd3``, ...) are kept as they are, after these
     for m in re.findall(r"<!-- bench:([\w-]+):begin -->", old):
         if m not in sections and END.format(m) in old:
             sections[m] = old[old.index(BEGIN.format(m)):old.index(END.format(m)) + len(END.format(m))]
