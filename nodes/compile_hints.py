@@ -1,5 +1,5 @@
-"""torch.compile with SwD: compile for every size at once instead of the first size, then again, and
-never take a compiled graph from AOTAutograd's cache.
+"""torch.compile with SwD: compile for every size at once instead of the first size, then again, keep
+FLUX's position ids out of the graph, and never take a compiled graph from AOTAutograd's cache.
 
 SwD runs the model at a new latent size at every step. With ``torch.compile``'s default
 (``dynamic=None``, what ComfyUI's ``TorchCompileModel`` uses) dynamo first compiles for the exact
@@ -23,6 +23,10 @@ the third scale were the second's stretched (FLUX latent off by 1e-1 relative, t
 ``tests/host/test_torch_compile.py``). Without it the recompilation is traced afresh and right; the cost
 is AOTAutograd's tracing, a fraction of a compilation. Where ``TORCHINDUCTOR_AUTOGRAD_CACHE`` forces the
 cache on, every compile cache is turned off instead (``torch.compiler.config.force_disable_caches``).
+
+FLUX's ``process_img`` (patchify and position ids) runs outside the graph (`eager_position_ids`): its
+``torch.linspace(..., steps=patch rows)`` would specialise the whole model's graph to every latent size,
+one compilation per scale and aspect ratio until dynamo's recompile limit (8) leaves the model uncompiled.
 
 Only compilations that happen during SwD sampling see it; without ``torch.compile`` dynamo is never
 entered and nothing changes. A model compiled with an explicit ``dynamic=True/False`` keeps its own
@@ -51,8 +55,33 @@ def without_aot_autograd_cache(stack: contextlib.ExitStack) -> None:
         stack.enter_context(compiler_config.patch(force_disable_caches=True))
 
 
-def compiling():
-    """The context SwD's sampling loop runs in (see the module's docstring)."""
+@contextlib.contextmanager
+def eager_position_ids(diffusion_model):
+    """FLUX's ``process_img`` (patchify + position ids) run outside dynamo's graph until the context closes.
+
+    Its ``torch.linspace(..., steps=patch rows)`` takes ``steps`` as an ``int``, so dynamo specialises the
+    whole model's graph to each latent size it meets: with SwD's sizes that is a compilation per scale and
+    aspect ratio, and after dynamo's recompile limit (8) the model runs uncompiled. Run eagerly, the ids
+    reach the graph as a tensor of symbolic size; the cost is one graph break at the model's start.
+    ``torch._dynamo.disable`` does nothing when the model is not compiled.
+    """
+    original = diffusion_model.__dict__.get("process_img")
+    process_img = getattr(diffusion_model, "process_img", None)
+    if not callable(process_img):  # not a FLUX-style model
+        yield
+        return
+    diffusion_model.process_img = torch._dynamo.disable(process_img)
+    try:
+        yield
+    finally:
+        if original is None:
+            del diffusion_model.process_img
+        else:
+            diffusion_model.process_img = original
+
+
+def compiling(diffusion_model=None):
+    """The context SwD's sampling loop runs ``diffusion_model`` in (see the module's docstring)."""
     stack = contextlib.ExitStack()
     without_aot_autograd_cache(stack)
     if ENABLED:
@@ -60,4 +89,6 @@ def compiling():
 
         stack.enter_context(torch._dynamo.config.patch(assume_static_by_default=False))
         stack.enter_context(fx_config.patch(use_duck_shape=False))
+        if diffusion_model is not None:
+            stack.enter_context(eager_position_ids(diffusion_model))
     return stack

@@ -175,7 +175,7 @@ def sample_swd(model, x, sigmas, extra_args=None, callback=None, disable=None, *
     def noise_scaling(sigma, eps, x0):
         return model_sampling.noise_scaling(sigma, eps, x0)
 
-    with tqdm(total=len(sizes), disable=disable) as bar, compile_hints.compiling():
+    with tqdm(total=len(sizes), disable=disable) as bar, compile_hints.compiling(base_model.diffusion_model):
         def on_step(d):
             bar.update()
             if callback is not None:
