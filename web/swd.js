@@ -165,7 +165,8 @@ function orderTemplates() {
         const names = templates?.[PACK];
         if (!Array.isArray(names)) return templates;
         const order = await templateOrder();
-        const place = (name) => (order.includes(name) ? order.indexOf(name) : order.length);
+        const rank = new Map(order.map((name, i) => [name, i]));
+        const place = (name) => rank.get(name) ?? order.length;
         return { ...templates, [PACK]: [...names].sort((a, b) => place(a) - place(b) || a.localeCompare(b)) };
     };
     ordered.swdOrdered = true;
